@@ -1,0 +1,27 @@
+# edusync: a PostgreSQL extension (PGXS).
+#
+#   make && make install            build and install (needs pg_config)
+#   bash test/demo.sh               the README's first command
+#   bash test/run-all.sh            the README's second command (all tests)
+
+EXTENSION = edusync
+MODULE_big = edusync
+OBJS = \
+	src/edusync.o \
+	src/api.o \
+	src/validate.o \
+	src/answer.o \
+	src/store.o \
+	src/forward.o \
+	src/graph_client.o \
+	src/token.o
+
+DATA = sql/edusync--0.1.0.sql
+REGRESS = create validate read privileges lifecycle
+SHLIB_LINK += -lcurl
+PG_CPPFLAGS += -Isrc
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
+
+PG_CONFIG ?= $(shell ls /usr/lib/postgresql/15/bin/pg_config 2>/dev/null || command -v pg_config)
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

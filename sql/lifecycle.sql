@@ -1,0 +1,62 @@
+-- lifecycle.sql: forwarding without preloading, DROP and CREATE EXTENSION
+-- again, and a hostile search_path.
+
+-- This cluster does not preload edusync: forwarding is refused with 55000
+-- (and a hint), the error is not stored.
+SELECT count(*) AS before FROM edusync.sync_errors \gset
+SET edusync.forward = 'sync';
+SELECT try($$SELECT edusync.create_sync_error('p1', '{"entryType": "Student", "errorCode": "c", "errorMessage": "m"}')$$);
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm');
+SET edusync.forward = 'async';
+SELECT try($$SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm')$$);
+RESET edusync.forward;
+SELECT count(*) - :before AS new_rows FROM edusync.sync_errors;
+SELECT try($$SELECT set_config('edusync.forward', 'sometimes', false)$$);
+SELECT try($$SELECT set_config('edusync.nonexistent', 'x', false)$$);
+
+-- A hostile search_path changes nothing.
+CREATE SCHEMA regress_evil;
+CREATE TABLE regress_evil.sync_errors (LIKE edusync.sync_errors);
+CREATE FUNCTION regress_evil.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT 'epoch'::timestamptz$$;
+SET search_path = regress_evil, public;
+SELECT public.try($$SELECT edusync.create_sync_error('p1', 'Student', 'c', 'evil')->>'errorMessage'$$);
+SELECT count(*) AS evil_rows FROM regress_evil.sync_errors;
+RESET search_path;
+SELECT count(*) AS stored FROM edusync.sync_errors WHERE error_message = 'evil';
+
+-- DROP EXTENSION takes everything but the (now empty) schema; CREATE
+-- EXTENSION works again, also in the same session (whose prepared plans
+-- must follow the new tables).
+DROP EXTENSION edusync;
+SELECT count(*) AS objects_left FROM pg_class WHERE relnamespace = 'edusync'::regnamespace;
+SELECT count(*) AS functions_left FROM pg_proc WHERE pronamespace = 'edusync'::regnamespace;
+SET search_path = regress_evil, public;
+CREATE EXTENSION edusync;
+RESET search_path;
+SELECT count(*) FROM regress_evil.sync_errors;
+INSERT INTO edusync.sync_profiles (id, display_name) VALUES ('p1', 'again');
+SELECT edusync.create_sync_error('p1', '{"id": "bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc",
+	"entryType": "Student", "errorCode": "c", "errorMessage": "after re-create",
+	"recordedDateTime": "2017-07-05T00:52:45Z"}');
+SELECT count(*) FROM edusync.sync_errors;
+SELECT edusync.list_sync_errors('p1')->'value'->0->>'errorMessage';
+-- the schema and its contents are not relocatable, and are PUBLIC-free
+SELECT extrelocatable, extnamespace::regnamespace FROM pg_extension WHERE extname = 'edusync';
+SELECT count(*) AS public_grants FROM information_schema.role_routine_grants
+	WHERE routine_schema = 'edusync' AND grantee = 'PUBLIC';
+SELECT has_schema_privilege('public', 'edusync', 'USAGE') AS public_usage;
+-- the data tables are dumped by pg_dump
+SELECT extconfig::regclass[] FROM pg_extension WHERE extname = 'edusync';
+DROP SCHEMA regress_evil CASCADE;
+
+-- An edusync schema owned by an ordinary role is refused: its owner could
+-- otherwise replace what the extension installs there.
+DROP EXTENSION edusync;
+DROP SCHEMA edusync;
+CREATE ROLE regress_edusync_squatter;
+CREATE SCHEMA edusync AUTHORIZATION regress_edusync_squatter;
+CREATE EXTENSION edusync;
+DROP SCHEMA edusync;
+DROP ROLE regress_edusync_squatter;
+CREATE EXTENSION edusync;
+SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'edusync';

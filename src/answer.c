@@ -1,0 +1,114 @@
+/*-------------------------------------------------------------------------
+ *
+ * answer.c
+ *	  The Graph-shaped JSON of an error: the 201 body create answers (and
+ *	  get/list repeat), and the request body sent to Graph (the same without
+ *	  the read-only id).  Built with the server's jsonb API.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "edusync.h"
+
+#define ODATA_TYPE	"#microsoft.graph.educationSynchronizationError"
+
+/* Push one "key": "string" (or null) pair. */
+void
+PushPair(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) key;
+	v.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &v);
+
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.val.string.val = (char *) value;
+		v.val.string.len = strlen(value);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * A DateTimeOffset in UTC: 2017-07-05T00:52:45Z, with a fraction of a
+ * second only when it is not zero, whatever TimeZone and DateStyle say.
+ */
+char *
+FormatDateTimeOffset(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	StringInfoData buf;
+
+	if (TIMESTAMP_NOT_FINITE(ts) ||
+		timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "cannot format timestamp " INT64_FORMAT, (int64) ts);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%04d-%02d-%02dT%02d:%02d:%02d",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday,
+					 tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (fsec != 0)
+	{
+		char		frac[8];
+		int			len;
+
+		snprintf(frac, sizeof(frac), "%06d", (int) fsec);
+		for (len = 6; frac[len - 1] == '0'; len--)
+			;
+		appendStringInfo(&buf, ".%.*s", len, frac);
+	}
+	appendStringInfoChar(&buf, 'Z');
+	return buf.data;
+}
+
+/* A GUID as Graph writes it: lowercase 8-4-4-4-12. */
+char *
+FormatGuid(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out,
+											   UUIDPGetDatum((pg_uuid_t *) id)));
+}
+
+/*
+ * Push the error as Graph's JSON object: every property of the resource,
+ * null when absent; with_id false leaves out the read-only id (the body of
+ * a request to Graph).
+ */
+JsonbValue *
+PushAnswer(JsonbParseState **state, const EdusyncError *err, bool with_id)
+{
+	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	PushPair(state, "@odata.type", ODATA_TYPE);
+	if (with_id)
+		PushPair(state, "id", FormatGuid(&err->id));
+	PushPair(state, "entryType", err->entry_type);
+	PushPair(state, "errorCode", err->error_code);
+	PushPair(state, "errorMessage", err->error_message);
+	PushPair(state, "joiningValue", err->joining_value);
+	PushPair(state, "recordedDateTime",
+			 FormatDateTimeOffset(err->recorded_date_time));
+	PushPair(state, "reportableIdentifier", err->reportable_identifier);
+	return pushJsonbValue(state, WJB_END_OBJECT, NULL);
+}
+
+/* The error as a Graph JSON document (see PushAnswer). */
+Jsonb *
+AnswerJsonb(const EdusyncError *err, bool with_id)
+{
+	JsonbParseState *state = NULL;
+
+	return JsonbValueToJsonb(PushAnswer(&state, err, with_id));
+}

@@ -1,0 +1,95 @@
+# test/lib.sh: shared by test/demo.sh and test/run-all.sh (sourced, not run).
+#
+# Installs what edusync needs from Debian's packages, builds and installs
+# the extension, and runs throwaway clusters as the postgres user (the
+# server refuses to run as root) in a temporary folder on a free port,
+# stopping them on exit, also when something fails.
+
+set -euo pipefail
+
+EDUSYNC_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=${PG_MAJOR:-15}
+PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BIN/pg_config
+PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libcurl4-openssl-dev
+	libipc-run-perl python3 make gcc ca-certificates"
+
+# Run a step with a heading, so a failure says where it happened.
+step() {
+	echo "==> $*" >&2
+}
+
+# Install the build and test dependencies (root only; others must have them).
+install_deps() {
+	if [ "$(id -u)" -ne 0 ]; then
+		step "not root: assuming these are installed: $(echo $PACKAGES)"
+		return
+	fi
+	step "installing packages: $(echo $PACKAGES)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+}
+
+# Build and install the extension into the server's folders.
+build_install() {
+	step "building and installing edusync"
+	make -C "$EDUSYNC_SRC" -s PG_CONFIG="$PG_CONFIG" >/dev/null
+	make -C "$EDUSYNC_SRC" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+}
+
+# A TCP port nobody listens on now.
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# A temporary folder the postgres user owns; removed on exit.
+make_workdir() {
+	WORKDIR=$(mktemp -d /tmp/edusync.XXXXXX)
+	chown postgres: "$WORKDIR" 2>/dev/null || true
+	chmod 755 "$WORKDIR"
+}
+
+# Run a command as the postgres user when root, else as ourselves.
+as_postgres() {
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+# Start a throwaway cluster in $WORKDIR/data; extra postgresql.conf lines
+# come as arguments.  Sets PGHOST, PGPORT, PGUSER for the clients.
+start_cluster() {
+	PGDATA=$WORKDIR/data
+	PGPORT=$(free_port)
+	step "starting a throwaway cluster on port $PGPORT in $PGDATA"
+	as_postgres "$PG_BIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 \
+		--locale=C --no-sync >/dev/null
+	{
+		echo "port = $PGPORT"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$WORKDIR'"
+		echo "fsync = off"
+		for line in "$@"; do echo "$line"; done
+	} >>"$PGDATA/postgresql.conf"
+	as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/server.log" -w start >/dev/null
+	export PGHOST=$WORKDIR PGPORT PGUSER=postgres PGDATABASE=postgres
+}
+
+# Stop the cluster (if any) and remove the work folder.
+cleanup() {
+	local rc=$?
+	if [ -n "${PGDATA:-}" ] && [ -f "$PGDATA/postmaster.pid" ]; then
+		as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+	if [ $rc -ne 0 ] && [ -f "${WORKDIR:-}/server.log" ]; then
+		echo "--- last lines of the server log ---" >&2
+		tail -n 30 "$WORKDIR/server.log" >&2
+	fi
+	[ -n "${WORKDIR:-}" ] && rm -rf "$WORKDIR"
+	exit $rc
+}
+trap cleanup EXIT
