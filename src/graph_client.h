@@ -57,6 +57,17 @@ extern char *GraphEscape(const char *s);	/* percent-encode one path
 extern double GraphParseRetryAfter(const char *value);
 
 /*
+ * Retry policy shared by sync mode and the worker.  GraphStatusRetryable:
+ * 0 (no answer), 408, 429, 500, 502, 503, 504.  GraphBackoffMs: the delay
+ * before the next attempt (attempt >= 1 is the one that just failed), full
+ * jitter in [0, min(cap_ms, base_ms * 2^(attempt - 1))], never less than
+ * retry_after_s when that is >= 0.
+ */
+extern bool GraphStatusRetryable(long status);
+extern long GraphBackoffMs(int attempt, double retry_after_s, long base_ms,
+						   long cap_ms);
+
+/*
  * One request, synchronously, on a connection kept alive across calls in
  * this process.  Returns early (resp->aborted) when QueryCancelPending or
  * ProcDiePending is set; the caller then runs CHECK_FOR_INTERRUPTS().

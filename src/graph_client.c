@@ -1,0 +1,1356 @@
+/*-------------------------------------------------------------------------
+ *
+ * graph_client.c
+ *	  The HTTP client of edusync: URL building and checks, one synchronous
+ *	  request for a backend (GraphSend), several concurrent requests for the
+ *	  background worker (GraphMulti*), and the retry policy both share.
+ *
+ *	  This is the only file that includes <curl/curl.h>.  Every libcurl
+ *	  resource is either kept for the life of the process (easy and multi
+ *	  handles, so that connections stay alive between requests) or freed on
+ *	  every path, ERROR included.  libcurl callbacks never raise an ERROR:
+ *	  they only copy bytes (without ereport on out-of-memory) and look at
+ *	  the interrupt flags.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#if PG_VERSION_NUM >= 150000
+#include "common/pg_prng.h"
+#endif
+
+#include "edusync.h"
+#include "graph_client.h"
+
+#if LIBCURL_VERSION_NUM < 0x073e00
+#error "edusync needs libcurl 7.62.0 or later (the URL API)"
+#endif
+
+#define GRAPH_USER_AGENT			"edusync/0.1.0"
+#define GRAPH_WAIT_STEP_MS			50	/* longest wait between interrupt
+										 * checks */
+#define GRAPH_CONNECT_TIMEOUT_MS	5000	/* connect + TLS handshake, at
+											 * most */
+#define GRAPH_DEFAULT_TIMEOUT_MS	10000
+#define GRAPH_MAX_RESPONSE			(16 * 1024 * 1024)
+#define GRAPH_RETRY_AFTER_MAX		3600.0	/* seconds */
+#define GRAPH_MAX_HOST_CONNECTIONS	4
+#define GRAPH_POOL_MAX				256 /* transfers in flight at once */
+#define GRAPH_PROFILE_PLACEHOLDER	"{profile_id}"
+#define GRAPH_TENANT_PLACEHOLDER	"{tenant}"
+
+/*
+ * One transfer: an easy handle kept for reuse, and what belongs to the
+ * request it currently carries.  Everything request-specific lives in cxt
+ * (reset when the transfer ends) or in headers (freed then).
+ */
+typedef struct GraphTransfer
+{
+	CURL	   *easy;
+	MemoryContext cxt;			/* per-request allocations */
+	struct curl_slist *headers; /* malloc'd by libcurl */
+	StringInfoData body;		/* the answer, in cxt */
+	bool		body_overflow;	/* answer larger than GRAPH_MAX_RESPONSE */
+	bool		in_use;
+	void	   *tag;
+	char		retry_after[64];	/* raw Retry-After value, "" if none */
+	char		errbuf[CURL_ERROR_SIZE];
+} GraphTransfer;
+
+/* The parts of a URL that the checks look at, palloc'd. */
+typedef struct GraphUrlParts
+{
+	CURLUcode	rc;				/* CURLUE_OK when the URL parsed */
+	char	   *scheme;
+	char	   *host;
+	bool		has_userinfo;
+	bool		has_query;
+	bool		has_fragment;
+} GraphUrlParts;
+
+/* Process-wide state; nothing here is shared between processes. */
+static bool graph_curl_ready = false;
+static MemoryContext GraphContext = NULL;
+static CURL *graph_escape_easy = NULL;
+
+static CURLM *sync_multi = NULL;
+static GraphTransfer *sync_xfer = NULL;
+
+static CURLM *pool_multi = NULL;
+static GraphTransfer **pool = NULL;
+static int	pool_size = 0;
+static int	pool_in_flight = 0;
+
+static void GraphInit(void);
+static void GraphParseUrl(const char *url, GraphUrlParts *parts);
+static char *GraphUrlPart(CURLU *h, CURLUPart what);
+static bool GraphHostIsLoopback(const char *host);
+static void GraphRefuseUrl(const char *setting_name, const char *detail) pg_attribute_noreturn();
+static char *GraphCheckUrlInternal(const char *url, const char *setting_name,
+								   bool allow_query);
+static char *GraphBaseUrl(size_t *len);
+static char *GraphCurlStrdup(char *s, bool wipe);
+static GraphTransfer *GraphTransferCreate(void);
+static void GraphTransferPrepare(GraphTransfer *xfer, const GraphRequest *req,
+								 bool copy_body);
+static void GraphTransferRelease(GraphTransfer *xfer);
+static void GraphAddHeader(GraphTransfer *xfer, const char *name,
+						   const char *value);
+static void GraphCheckHeaderValue(const char *name, const char *value);
+static void GraphSetoptFailed(const char *option, CURLcode rc) pg_attribute_noreturn();
+static void GraphFillResponse(GraphTransfer *xfer, CURLcode result,
+							  bool interrupted, GraphResponse *resp);
+static void GraphWait(CURLM *multi, long timeout_ms);
+static bool GraphInterruptPending(void);
+static CURLM *GraphMultiCreate(bool pooled);
+static GraphTransfer *GraphPoolTake(void);
+static void GraphPoolFinish(GraphTransfer *xfer);
+static void GraphPoolCollect(GraphDoneCallback done, void *arg);
+static size_t GraphWriteBody(char *data, size_t size, size_t nmemb, void *userdata);
+static size_t GraphReadHeader(char *data, size_t size, size_t nitems, void *userdata);
+static int	GraphProgress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+						  curl_off_t ultotal, curl_off_t ulnow);
+
+/* Set a libcurl option that safety depends on; raise if libcurl refuses. */
+#define GRAPH_SETOPT(h, opt, val) \
+	do { \
+		CURLcode	setopt_rc_ = curl_easy_setopt((h), (opt), (val)); \
+		if (setopt_rc_ != CURLE_OK) \
+			GraphSetoptFailed(#opt, setopt_rc_); \
+	} while (0)
+
+
+/* ---------------------------------------------------------------------
+ * Initialisation
+ * ---------------------------------------------------------------------
+ */
+
+/* Initialise libcurl and our memory context, once per process. */
+static void
+GraphInit(void)
+{
+	if (graph_curl_ready)
+		return;
+
+	if (GraphContext == NULL)
+		GraphContext = AllocSetContextCreate(TopMemoryContext,
+											 "edusync graph client",
+											 ALLOCSET_SMALL_SIZES);
+
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libcurl")));
+
+	graph_curl_ready = true;
+}
+
+/* Report that libcurl refused an option we rely on. */
+static void
+GraphSetoptFailed(const char *option, CURLcode rc)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_SYSTEM_ERROR),
+			 errmsg("could not set libcurl option %s: %s",
+					option, curl_easy_strerror(rc))));
+}
+
+/* Copy a string malloc'd by libcurl into palloc'd memory and free it. */
+static char *
+GraphCurlStrdup(char *s, bool wipe)
+{
+	size_t		len = strlen(s);
+	char	   *copy = palloc_extended(len + 1, MCXT_ALLOC_NO_OOM);
+
+	if (copy != NULL)
+		memcpy(copy, s, len + 1);
+	if (wipe)
+		explicit_bzero(s, len);
+	curl_free(s);
+	if (copy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	return copy;
+}
+
+
+/* ---------------------------------------------------------------------
+ * URLs
+ * ---------------------------------------------------------------------
+ */
+
+/* One part of a parsed URL, palloc'd, or NULL when the URL has none. */
+static char *
+GraphUrlPart(CURLU *h, CURLUPart what)
+{
+	char	   *s = NULL;
+
+	if (curl_url_get(h, what, &s, 0) != CURLUE_OK || s == NULL)
+		return NULL;
+	return GraphCurlStrdup(s, false);
+}
+
+/* Parse url with libcurl's URL API, the parser the transfer itself uses. */
+static void
+GraphParseUrl(const char *url, GraphUrlParts *parts)
+{
+	CURLU	   *volatile h;
+
+	memset(parts, 0, sizeof(*parts));
+	h = curl_url();
+	if (h == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	PG_TRY();
+	{
+		/*
+		 * Same flags as the transfer: no default or guessed scheme, dot
+		 * segments kept as they are (CURLOPT_PATH_AS_IS).
+		 */
+		parts->rc = curl_url_set(h, CURLUPART_URL, url,
+								 CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS);
+		if (parts->rc == CURLUE_OK)
+		{
+			char	   *s;
+
+			parts->scheme = GraphUrlPart(h, CURLUPART_SCHEME);
+			parts->host = GraphUrlPart(h, CURLUPART_HOST);
+
+			/* userinfo is only tested for presence, never copied */
+			s = NULL;
+			if (curl_url_get(h, CURLUPART_USER, &s, 0) == CURLUE_OK && s)
+				parts->has_userinfo = true;
+			if (s)
+				curl_free(s);
+			s = NULL;
+			if (curl_url_get(h, CURLUPART_PASSWORD, &s, 0) == CURLUE_OK && s)
+				parts->has_userinfo = true;
+			if (s)
+			{
+				explicit_bzero(s, strlen(s));
+				curl_free(s);
+			}
+			s = NULL;
+			if (curl_url_get(h, CURLUPART_OPTIONS, &s, 0) == CURLUE_OK && s)
+				parts->has_userinfo = true;
+			if (s)
+				curl_free(s);
+
+			s = NULL;
+			if (curl_url_get(h, CURLUPART_QUERY, &s, 0) == CURLUE_OK && s)
+				parts->has_query = true;
+			if (s)
+				curl_free(s);
+			s = NULL;
+			if (curl_url_get(h, CURLUPART_FRAGMENT, &s, 0) == CURLUE_OK && s)
+				parts->has_fragment = true;
+			if (s)
+				curl_free(s);
+		}
+	}
+	PG_FINALLY();
+	{
+		curl_url_cleanup(h);
+	}
+	PG_END_TRY();
+}
+
+/* Is host (as libcurl's URL API gives it) a loopback address or name? */
+static bool
+GraphHostIsLoopback(const char *host)
+{
+	struct in_addr v4;
+	struct in6_addr v6;
+	size_t		len;
+
+	if (host == NULL || host[0] == '\0')
+		return false;
+
+	/* libcurl (7.78+) resolves "localhost" itself, to 127.0.0.1 and ::1 */
+	if (pg_strcasecmp(host, "localhost") == 0)
+		return true;
+
+	/* libcurl normalises 127.1, 0x7f000001 etc. to dotted quads */
+	if (inet_pton(AF_INET, host, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+
+	/* IPv6 literals come bracketed; a zone id makes the test fail */
+	len = strlen(host);
+	if (len > 2 && len < INET6_ADDRSTRLEN + 2 &&
+		host[0] == '[' && host[len - 1] == ']')
+	{
+		char		buf[INET6_ADDRSTRLEN + 2];
+
+		memcpy(buf, host + 1, len - 2);
+		buf[len - 2] = '\0';
+		if (inet_pton(AF_INET6, buf, &v6) == 1)
+			return memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
+	}
+	return false;
+}
+
+/* Refuse an unsafe URL with 22023, naming the setting, never the URL. */
+static void
+GraphRefuseUrl(const char *setting_name, const char *detail)
+{
+	if (setting_name != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for parameter \"%s\"", setting_name),
+				 errdetail_internal("%s", detail)));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("refusing to send a request to an unsafe URL"),
+				 errdetail_internal("%s", detail)));
+}
+
+/* Check url as GraphCheckUrl does; return its host, palloc'd. */
+static char *
+GraphCheckUrlInternal(const char *url, const char *setting_name,
+					  bool allow_query)
+{
+	GraphUrlParts parts;
+
+	if (url == NULL || url[0] == '\0')
+		GraphRefuseUrl(setting_name, "The URL is empty.");
+
+	/* the URL API needs no curl_global_init: safe in any process */
+	GraphParseUrl(url, &parts);
+
+	if (parts.rc != CURLUE_OK)
+	{
+#if LIBCURL_VERSION_NUM >= 0x075000
+		GraphRefuseUrl(setting_name,
+					   psprintf("The URL is malformed: %s.",
+								curl_url_strerror(parts.rc)));
+#else
+		GraphRefuseUrl(setting_name, "The URL is malformed.");
+#endif
+	}
+	if (parts.scheme == NULL || parts.host == NULL || parts.host[0] == '\0')
+		GraphRefuseUrl(setting_name, "The URL has no scheme or no host.");
+	if (parts.has_userinfo)
+		GraphRefuseUrl(setting_name,
+					   "The URL must not contain user information; credentials belong in edusync.bearer_token or edusync.client_secret.");
+	if (parts.has_fragment)
+		GraphRefuseUrl(setting_name, "The URL must not contain a fragment (#).");
+	if (parts.has_query && !allow_query)
+		GraphRefuseUrl(setting_name, "The URL must not contain a query (?).");
+
+	if (pg_strcasecmp(parts.scheme, "https") == 0)
+		return parts.host;
+	if (pg_strcasecmp(parts.scheme, "http") == 0)
+	{
+		if (GraphHostIsLoopback(parts.host))
+			return parts.host;
+		GraphRefuseUrl(setting_name,
+					   psprintf("Plain http is allowed only to a loopback host (127.0.0.0/8, ::1, localhost); \"%s\" is not one.",
+								parts.host));
+	}
+	GraphRefuseUrl(setting_name,
+				   psprintf("The URL must use https (or http to a loopback host), not \"%s\".",
+							parts.scheme));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Check a URL before any traffic: well formed, https or http to loopback,
+ * no user information, no fragment.  Raises 22023 naming setting_name.
+ */
+void
+GraphCheckUrl(const char *url, const char *setting_name)
+{
+	char	   *host = GraphCheckUrlInternal(url, setting_name, true);
+
+	pfree(host);
+}
+
+/* edusync.graph_url, checked, without trailing slashes; *len its length. */
+static char *
+GraphBaseUrl(size_t *len)
+{
+	const char *base = edusync_graph_url;
+	char	   *host;
+	size_t		n;
+
+	host = GraphCheckUrlInternal(base, "edusync.graph_url", false);
+	n = strlen(base);
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	*len = n;
+	return host;
+}
+
+/*
+ * The URL to POST one error to: graph_url + errors_path, with the profile
+ * id percent-encoded into {profile_id}.
+ */
+char *
+GraphErrorsUrl(const char *profile_id)
+{
+	const char *path = edusync_errors_path;
+	const char *slot;
+	const char *after;
+	char	   *base_host;
+	char	   *host;
+	char	   *escaped;
+	size_t		base_len;
+	StringInfoData url;
+
+	if (profile_id == NULL || profile_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("profile id must not be empty")));
+
+	base_host = GraphBaseUrl(&base_len);
+
+	if (path == NULL || path[0] != '/')
+		GraphRefuseUrl("edusync.errors_path",
+					   "The path must start with \"/\".");
+	slot = strstr(path, GRAPH_PROFILE_PLACEHOLDER);
+	if (slot == NULL ||
+		strstr(slot + 1, GRAPH_PROFILE_PLACEHOLDER) != NULL)
+		GraphRefuseUrl("edusync.errors_path",
+					   "The path must contain \"{profile_id}\" exactly once.");
+	after = slot + strlen(GRAPH_PROFILE_PLACEHOLDER);
+
+	escaped = GraphEscape(profile_id);
+
+	initStringInfo(&url);
+	appendBinaryStringInfo(&url, edusync_graph_url, base_len);
+	appendBinaryStringInfo(&url, path, slot - path);
+	appendStringInfoString(&url, escaped);
+	appendStringInfoString(&url, after);
+	pfree(escaped);
+
+	host = GraphCheckUrlInternal(url.data, "edusync.errors_path", true);
+	if (pg_strcasecmp(host, base_host) != 0)
+		GraphRefuseUrl("edusync.errors_path",
+					   "The path must not change the host of edusync.graph_url.");
+	pfree(host);
+	pfree(base_host);
+
+	return url.data;
+}
+
+/* The $batch URL: graph_url + "/$batch". */
+char *
+GraphBatchUrl(void)
+{
+	char	   *base_host;
+	char	   *url;
+	size_t		base_len;
+
+	base_host = GraphBaseUrl(&base_len);
+	url = psprintf("%.*s/$batch", (int) base_len, edusync_graph_url);
+	pfree(GraphCheckUrlInternal(url, "edusync.graph_url", false));
+	pfree(base_host);
+	return url;
+}
+
+/* The token endpoint: token_url with {tenant} replaced by the escaped id. */
+char *
+GraphTokenUrl(void)
+{
+	const char *tmpl = edusync_token_url;
+	const char *p;
+	const char *slot;
+	char	   *escaped = NULL;
+	StringInfoData url;
+
+	if (tmpl == NULL || tmpl[0] == '\0')
+		GraphRefuseUrl("edusync.token_url", "The URL is empty.");
+
+	initStringInfo(&url);
+	p = tmpl;
+	while ((slot = strstr(p, GRAPH_TENANT_PLACEHOLDER)) != NULL)
+	{
+		if (escaped == NULL)
+		{
+			if (edusync_tenant_id == NULL || edusync_tenant_id[0] == '\0')
+				GraphRefuseUrl("edusync.tenant_id",
+							   "edusync.token_url contains \"{tenant}\" but edusync.tenant_id is not set.");
+			escaped = GraphEscape(edusync_tenant_id);
+		}
+		appendBinaryStringInfo(&url, p, slot - p);
+		appendStringInfoString(&url, escaped);
+		p = slot + strlen(GRAPH_TENANT_PLACEHOLDER);
+	}
+	appendStringInfoString(&url, p);
+	if (escaped)
+		pfree(escaped);
+
+	pfree(GraphCheckUrlInternal(url.data, "edusync.token_url", true));
+	return url.data;
+}
+
+/*
+ * Percent-encode s with libcurl: everything but ALPHA, DIGIT and "-._~" is
+ * escaped, so the result is one path segment or one form value.
+ */
+char *
+GraphEscape(const char *s)
+{
+	size_t		len;
+	char	   *e;
+
+	GraphInit();
+	if (s == NULL)
+		s = "";
+	len = strlen(s);
+	if (len > INT_MAX / 3)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("value too long to percent-encode")));
+
+	/* libcurl before 7.82 wants a handle here; it keeps no state in it */
+	if (graph_escape_easy == NULL)
+	{
+		graph_escape_easy = curl_easy_init();
+		if (graph_escape_easy == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory"),
+					 errdetail("Could not create a libcurl handle.")));
+	}
+
+	e = curl_easy_escape(graph_escape_easy, s, (int) len);
+	if (e == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	/* the value may be a secret: wipe libcurl's copy */
+	return GraphCurlStrdup(e, true);
+}
+
+
+/* ---------------------------------------------------------------------
+ * Retry policy
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Retry-After as seconds from now: delta-seconds ("2"), fractional
+ * ("2.128") or an HTTP-date.  Never negative, at most an hour; -1 when
+ * absent or unparseable.
+ */
+double
+GraphParseRetryAfter(const char *value)
+{
+	const char *p;
+	double		seconds;
+
+	if (value == NULL)
+		return -1;
+	p = value;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0')
+		return -1;
+
+	if (*p >= '0' && *p <= '9')
+	{
+		double		scale = 0.1;
+
+		seconds = 0;
+		while (*p >= '0' && *p <= '9')
+		{
+			if (seconds < GRAPH_RETRY_AFTER_MAX * 10)
+				seconds = seconds * 10 + (*p - '0');
+			p++;
+		}
+		if (*p == '.')
+		{
+			p++;
+			if (!(*p >= '0' && *p <= '9'))
+				return -1;
+			while (*p >= '0' && *p <= '9')
+			{
+				seconds += (*p - '0') * scale;
+				scale /= 10;
+				p++;
+			}
+		}
+		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+			p++;
+		if (*p != '\0')
+			return -1;
+	}
+	else if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))
+	{
+		/* HTTP-date: "Sun, 06 Nov 1994 08:49:37 GMT" and the older forms */
+		time_t		when = curl_getdate(p, NULL);
+
+		if (when == (time_t) -1)
+			return -1;
+		seconds = difftime(when, time(NULL));
+	}
+	else
+		return -1;
+
+	if (!(seconds > 0))
+		seconds = 0;
+	if (seconds > GRAPH_RETRY_AFTER_MAX)
+		seconds = GRAPH_RETRY_AFTER_MAX;
+	return seconds;
+}
+
+/* Is an HTTP status (0: no answer) worth another attempt? */
+bool
+GraphStatusRetryable(long status)
+{
+	switch (status)
+	{
+		case 0:
+		case 408:
+		case 429:
+		case 500:
+		case 502:
+		case 503:
+		case 504:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Delay before attempt + 1, in ms: full jitter, a random value in
+ * [0, min(cap, base * 2^(attempt - 1))], but never less than Retry-After
+ * when the server gave one (retry_after_s >= 0).
+ */
+long
+GraphBackoffMs(int attempt, double retry_after_s, long base_ms, long cap_ms)
+{
+	uint64		ceiling;
+	uint64		delay;
+	int			i;
+
+	if (attempt < 1)
+		attempt = 1;
+	if (base_ms < 0)
+		base_ms = 0;
+	if (cap_ms < 0)
+		cap_ms = 0;
+
+	ceiling = (uint64) base_ms;
+	for (i = 1; i < attempt && ceiling > 0 && ceiling < (uint64) cap_ms; i++)
+		ceiling *= 2;
+	if (ceiling > (uint64) cap_ms)
+		ceiling = (uint64) cap_ms;
+
+#if PG_VERSION_NUM >= 150000
+	delay = pg_prng_uint64_range(&pg_global_prng_state, 0, ceiling);
+#else
+	delay = (uint64) ((double) random() / 2147483648.0 * (double) (ceiling + 1));
+	if (delay > ceiling)
+		delay = ceiling;
+#endif
+
+	if (retry_after_s >= 0)
+	{
+		double		ra = retry_after_s;
+		uint64		ra_ms;
+
+		if (ra > GRAPH_RETRY_AFTER_MAX)
+			ra = GRAPH_RETRY_AFTER_MAX;
+		ra_ms = (uint64) ceil(ra * 1000.0);
+		if (delay < ra_ms)
+			delay = ra_ms;
+	}
+	return (long) delay;
+}
+
+
+/* ---------------------------------------------------------------------
+ * libcurl callbacks: they never raise and never allocate with ereport
+ * ---------------------------------------------------------------------
+ */
+
+/* Append answer bytes to the transfer's buffer; 0 stops the transfer. */
+static size_t
+GraphWriteBody(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	GraphTransfer *xfer = (GraphTransfer *) userdata;
+	StringInfo	buf = &xfer->body;
+	size_t		n = size * nmemb;
+
+	if (n == 0)
+		return 0;
+	if (n > (size_t) (GRAPH_MAX_RESPONSE - buf->len))
+	{
+		xfer->body_overflow = true;
+		return 0;
+	}
+	if ((size_t) buf->len + n + 1 > (size_t) buf->maxlen)
+	{
+		size_t		newlen = (size_t) buf->maxlen * 2;
+		char	   *newdata;
+
+		if (newlen < (size_t) buf->len + n + 1)
+			newlen = (size_t) buf->len + n + 1;
+		if (newlen > GRAPH_MAX_RESPONSE + 1)
+			newlen = GRAPH_MAX_RESPONSE + 1;
+		newdata = MemoryContextAllocExtended(xfer->cxt, newlen,
+											 MCXT_ALLOC_NO_OOM);
+		if (newdata == NULL)
+			return 0;
+		memcpy(newdata, buf->data, buf->len);
+		pfree(buf->data);
+		buf->data = newdata;
+		buf->maxlen = (int) newlen;
+	}
+	memcpy(buf->data + buf->len, data, n);
+	buf->len += (int) n;
+	buf->data[buf->len] = '\0';
+	return n;
+}
+
+/* Keep the Retry-After value of the final answer. */
+static size_t
+GraphReadHeader(char *data, size_t size, size_t nitems, void *userdata)
+{
+	GraphTransfer *xfer = (GraphTransfer *) userdata;
+	size_t		n = size * nitems;
+	static const char name[] = "Retry-After:";
+	const size_t namelen = sizeof(name) - 1;
+
+	if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+	{
+		/* a new status line: headers of an earlier (1xx) answer are moot */
+		xfer->retry_after[0] = '\0';
+	}
+	else if (n > namelen && pg_strncasecmp(data, name, namelen) == 0)
+	{
+		const char *v = data + namelen;
+		const char *end = data + n;
+		size_t		len;
+
+		while (v < end && (*v == ' ' || *v == '\t'))
+			v++;
+		while (end > v && (end[-1] == '\r' || end[-1] == '\n' ||
+						   end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		len = end - v;
+		if (len >= sizeof(xfer->retry_after))
+			len = sizeof(xfer->retry_after) - 1;
+		memcpy(xfer->retry_after, v, len);
+		xfer->retry_after[len] = '\0';
+	}
+	return n;
+}
+
+/* Stop a transfer at once when a cancel or termination is pending. */
+static int
+GraphProgress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+			  curl_off_t ultotal, curl_off_t ulnow)
+{
+	return GraphInterruptPending() ? 1 : 0;
+}
+
+/* A query cancel or a termination request is waiting to be serviced. */
+static bool
+GraphInterruptPending(void)
+{
+	return QueryCancelPending || ProcDiePending;
+}
+
+
+/* ---------------------------------------------------------------------
+ * Transfers
+ * ---------------------------------------------------------------------
+ */
+
+/* A new transfer with its own easy handle and memory context. */
+static GraphTransfer *
+GraphTransferCreate(void)
+{
+	GraphTransfer *xfer;
+
+	xfer = MemoryContextAllocZero(GraphContext, sizeof(GraphTransfer));
+	xfer->easy = curl_easy_init();
+	if (xfer->easy == NULL)
+	{
+		pfree(xfer);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not create a libcurl handle.")));
+	}
+	xfer->cxt = AllocSetContextCreate(GraphContext,
+									  "edusync transfer",
+									  ALLOCSET_DEFAULT_SIZES);
+	return xfer;
+}
+
+/* Refuse a header value that could end the header line early. */
+static void
+GraphCheckHeaderValue(const char *name, const char *value)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) value; *p; p++)
+	{
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("value for HTTP header \"%s\" contains a control character",
+							name)));
+	}
+}
+
+/* Append "name: value" (or "name:" to suppress a header) to the list. */
+static void
+GraphAddHeader(GraphTransfer *xfer, const char *name, const char *value)
+{
+	struct curl_slist *list;
+	char	   *line;
+
+	if (value != NULL)
+	{
+		GraphCheckHeaderValue(name, value);
+		line = psprintf("%s: %s", name, value);
+	}
+	else
+		line = psprintf("%s:", name);
+
+	list = curl_slist_append(xfer->headers, line);
+	explicit_bzero(line, strlen(line));
+	pfree(line);
+	if (list == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	xfer->headers = list;
+}
+
+/*
+ * Set every option of the request on xfer's easy handle.  On ERROR the
+ * caller runs GraphTransferRelease.  copy_body: the body must outlive the
+ * caller's memory (the multi interface).
+ */
+static void
+GraphTransferPrepare(GraphTransfer *xfer, const GraphRequest *req,
+					 bool copy_body)
+{
+	CURL	   *h = xfer->easy;
+	MemoryContext oldcxt;
+	const char *body;
+	size_t		body_len;
+	long		timeout_ms;
+
+	Assert(xfer->headers == NULL);
+
+	MemoryContextReset(xfer->cxt);
+	oldcxt = MemoryContextSwitchTo(xfer->cxt);
+	initStringInfo(&xfer->body);
+	body = req->body ? req->body : "";
+	body_len = strlen(body);
+	if (copy_body)
+		body = pstrdup(body);
+	MemoryContextSwitchTo(oldcxt);
+
+	xfer->body_overflow = false;
+	xfer->retry_after[0] = '\0';
+	xfer->errbuf[0] = '\0';
+	xfer->tag = req->tag;
+
+	timeout_ms = req->timeout_ms;
+	if (timeout_ms <= 0)
+		timeout_ms = edusync_timeout_ms > 0 ? edusync_timeout_ms :
+			GRAPH_DEFAULT_TIMEOUT_MS;
+
+	/* headers */
+	GraphAddHeader(xfer, "Content-Type",
+				   req->content_type ? req->content_type : "application/json");
+	GraphAddHeader(xfer, "Accept", "application/json");
+	if (req->bearer != NULL)
+	{
+		char	   *value = psprintf("Bearer %s", req->bearer);
+
+		PG_TRY();
+		{
+			GraphAddHeader(xfer, "Authorization", value);
+		}
+		PG_CATCH();
+		{
+			explicit_bzero(value, strlen(value));
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		explicit_bzero(value, strlen(value));
+		pfree(value);
+	}
+	if (req->client_request_id != NULL)
+		GraphAddHeader(xfer, "client-request-id", req->client_request_id);
+	GraphAddHeader(xfer, "User-Agent", GRAPH_USER_AGENT);
+	GraphAddHeader(xfer, "Expect", NULL);
+
+	/* options: start from a clean handle, keeping its caches */
+	curl_easy_reset(h);
+
+	GRAPH_SETOPT(h, CURLOPT_URL, req->url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	GRAPH_SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	GRAPH_SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+	GRAPH_SETOPT(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	GRAPH_SETOPT(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	GRAPH_SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+	GRAPH_SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	GRAPH_SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	GRAPH_SETOPT(h, CURLOPT_PATH_AS_IS, 1L);
+	GRAPH_SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+	GRAPH_SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+	GRAPH_SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS,
+				 Min(timeout_ms, (long) GRAPH_CONNECT_TIMEOUT_MS));
+
+	/* keep idle connections alive; not essential, so errors are ignored */
+	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 60L);
+	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 30L);
+
+	GRAPH_SETOPT(h, CURLOPT_POST, 1L);
+	GRAPH_SETOPT(h, CURLOPT_POSTFIELDS, body);
+	GRAPH_SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
+	GRAPH_SETOPT(h, CURLOPT_HTTPHEADER, xfer->headers);
+
+	GRAPH_SETOPT(h, CURLOPT_WRITEFUNCTION, GraphWriteBody);
+	GRAPH_SETOPT(h, CURLOPT_WRITEDATA, (void *) xfer);
+	GRAPH_SETOPT(h, CURLOPT_HEADERFUNCTION, GraphReadHeader);
+	GRAPH_SETOPT(h, CURLOPT_HEADERDATA, (void *) xfer);
+	GRAPH_SETOPT(h, CURLOPT_XFERINFOFUNCTION, GraphProgress);
+	GRAPH_SETOPT(h, CURLOPT_XFERINFODATA, (void *) xfer);
+	GRAPH_SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+	GRAPH_SETOPT(h, CURLOPT_ERRORBUFFER, xfer->errbuf);
+	GRAPH_SETOPT(h, CURLOPT_PRIVATE, (void *) xfer);
+}
+
+/*
+ * End xfer's request: wipe and free its header list, drop its options and
+ * its per-request memory.  Safe to call more than once.
+ */
+static void
+GraphTransferRelease(GraphTransfer *xfer)
+{
+	/* the handle must not keep pointers to what is freed below */
+	curl_easy_reset(xfer->easy);
+
+	if (xfer->headers != NULL)
+	{
+		struct curl_slist *l;
+
+		for (l = xfer->headers; l != NULL; l = l->next)
+			if (l->data)
+				explicit_bzero(l->data, strlen(l->data));
+		curl_slist_free_all(xfer->headers);
+		xfer->headers = NULL;
+	}
+	MemoryContextReset(xfer->cxt);
+	xfer->body.data = NULL;
+	xfer->body.len = 0;
+	xfer->body.maxlen = 0;
+	xfer->tag = NULL;
+	xfer->in_use = false;
+}
+
+/* Build the caller's GraphResponse, in CurrentMemoryContext. */
+static void
+GraphFillResponse(GraphTransfer *xfer, CURLcode result, bool interrupted,
+				  GraphResponse *resp)
+{
+	memset(resp, 0, sizeof(*resp));
+	resp->retry_after = -1;
+	resp->body = palloc0(1);
+	if (xfer->retry_after[0] != '\0')
+		resp->retry_after = GraphParseRetryAfter(xfer->retry_after);
+
+	if (interrupted)
+	{
+		resp->aborted = true;
+		resp->transport_error = pstrdup("interrupted");
+		return;
+	}
+
+	if (result == CURLE_OK)
+	{
+		long		code = 0;
+
+		if (curl_easy_getinfo(xfer->easy, CURLINFO_RESPONSE_CODE, &code) != CURLE_OK)
+			code = 0;
+		resp->status = code;
+		if (code == 0)
+		{
+			resp->transport_error = pstrdup("no HTTP status received");
+			return;
+		}
+		if (xfer->body.data != NULL && xfer->body.len > 0)
+		{
+			pfree(resp->body);
+			resp->body = palloc(xfer->body.len + 1);
+			memcpy(resp->body, xfer->body.data, xfer->body.len + 1);
+			resp->body_len = xfer->body.len;
+		}
+		return;
+	}
+
+	/* no usable answer: a transport error, a timeout, or an interrupt */
+	resp->status = 0;
+	resp->timed_out = (result == CURLE_OPERATION_TIMEDOUT);
+	resp->aborted = (result == CURLE_ABORTED_BY_CALLBACK);
+	if (resp->aborted)
+		resp->transport_error = pstrdup("interrupted");
+	else if (xfer->body_overflow)
+		resp->transport_error = psprintf("answer larger than %d bytes",
+										 GRAPH_MAX_RESPONSE);
+	else if (xfer->errbuf[0] != '\0')
+	{
+		size_t		len;
+
+		/* libcurl's own words; they hold host names, never headers */
+		xfer->errbuf[CURL_ERROR_SIZE - 1] = '\0';
+		len = strlen(xfer->errbuf);
+		while (len > 0 && (xfer->errbuf[len - 1] == '\n' ||
+						   xfer->errbuf[len - 1] == '\r'))
+			len--;
+		resp->transport_error = pnstrdup(xfer->errbuf, len);
+	}
+	else
+		resp->transport_error = pstrdup(curl_easy_strerror(result));
+}
+
+/* Wait for socket activity for at most timeout_ms, as a wait event. */
+static void
+GraphWait(CURLM *multi, long timeout_ms)
+{
+	if (timeout_ms <= 0)
+		return;
+	if (timeout_ms > GRAPH_WAIT_STEP_MS)
+		timeout_ms = GRAPH_WAIT_STEP_MS;
+
+	pgstat_report_wait_start(PG_WAIT_EXTENSION);
+#if LIBCURL_VERSION_NUM >= 0x074200
+	(void) curl_multi_poll(multi, NULL, 0, (int) timeout_ms, NULL);
+#else
+	{
+		int			numfds = 0;
+
+		/* curl_multi_wait returns at once when it has nothing to wait on */
+		if (curl_multi_wait(multi, NULL, 0, (int) timeout_ms, &numfds) == CURLM_OK &&
+			numfds == 0)
+			pg_usleep(Min(timeout_ms, 10L) * 1000L);
+	}
+#endif
+	pgstat_report_wait_end();
+}
+
+/* A multi handle; the pooled one allows multiplexing and caps connections. */
+static CURLM *
+GraphMultiCreate(bool pooled)
+{
+	CURLM	   *multi = curl_multi_init();
+
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Could not create a libcurl multi handle.")));
+	if (pooled)
+	{
+		(void) curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+								 (long) GRAPH_MAX_HOST_CONNECTIONS);
+		(void) curl_multi_setopt(multi, CURLMOPT_PIPELINING,
+								 (long) CURLPIPE_MULTIPLEX);
+	}
+	return multi;
+}
+
+/*
+ * Send one request and wait for its answer, keeping the connection alive
+ * for the next call.  Returns early with resp->aborted set when a cancel
+ * or termination is pending; the caller then runs CHECK_FOR_INTERRUPTS().
+ */
+void
+GraphSend(const GraphRequest *req, GraphResponse *resp)
+{
+	GraphTransfer *xfer;
+	volatile bool added = false;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->body = "";
+	resp->retry_after = -1;
+
+	/* belt and braces: callers build URLs with the checked builders */
+	pfree(GraphCheckUrlInternal(req->url, NULL, true));
+
+	GraphInit();
+	if (sync_multi == NULL)
+		sync_multi = GraphMultiCreate(false);
+	if (sync_xfer == NULL)
+		sync_xfer = GraphTransferCreate();
+	xfer = sync_xfer;
+	if (xfer->in_use)
+		elog(ERROR, "GraphSend called while a request is in progress");
+
+	PG_TRY();
+	{
+		CURLMcode	mrc;
+		CURLcode	result = CURLE_OK;
+		bool		finished = false;
+		bool		interrupted = false;
+
+		xfer->in_use = true;
+		GraphTransferPrepare(xfer, req, false);
+
+		mrc = curl_multi_add_handle(sync_multi, xfer->easy);
+		if (mrc != CURLM_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not start HTTP request: %s",
+							curl_multi_strerror(mrc))));
+		added = true;
+
+		for (;;)
+		{
+			int			running = 0;
+			int			queued = 0;
+			CURLMsg    *msg;
+
+			mrc = curl_multi_perform(sync_multi, &running);
+			if (mrc != CURLM_OK && mrc != CURLM_CALL_MULTI_PERFORM)
+			{
+				result = CURLE_FAILED_INIT;
+				snprintf(xfer->errbuf, sizeof(xfer->errbuf), "%s",
+						 curl_multi_strerror(mrc));
+				break;
+			}
+			while ((msg = curl_multi_info_read(sync_multi, &queued)) != NULL)
+			{
+				if (msg->msg == CURLMSG_DONE && msg->easy_handle == xfer->easy)
+				{
+					result = msg->data.result;
+					finished = true;
+				}
+			}
+			if (finished)
+				break;
+			if (GraphInterruptPending())
+			{
+				interrupted = true;
+				break;
+			}
+			GraphWait(sync_multi, GRAPH_WAIT_STEP_MS);
+		}
+
+		GraphFillResponse(xfer, result, interrupted, resp);
+	}
+	PG_FINALLY();
+	{
+		if (added)
+			curl_multi_remove_handle(sync_multi, xfer->easy);
+		GraphTransferRelease(xfer);
+	}
+	PG_END_TRY();
+}
+
+
+/* ---------------------------------------------------------------------
+ * Several requests at once (the background worker)
+ * ---------------------------------------------------------------------
+ */
+
+/* A free transfer from the pool, growing it when all are busy. */
+static GraphTransfer *
+GraphPoolTake(void)
+{
+	GraphTransfer *xfer;
+	int			i;
+
+	for (i = 0; i < pool_size; i++)
+	{
+		if (!pool[i]->in_use)
+		{
+			pool[i]->in_use = true;
+			return pool[i];
+		}
+	}
+
+	if (pool_size >= GRAPH_POOL_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("too many HTTP requests in flight"),
+				 errdetail("At most %d requests can be in flight at once.",
+						   GRAPH_POOL_MAX)));
+
+	if (pool == NULL)
+		pool = MemoryContextAllocZero(GraphContext,
+									  GRAPH_POOL_MAX * sizeof(GraphTransfer *));
+	xfer = GraphTransferCreate();
+	pool[pool_size++] = xfer;
+	xfer->in_use = true;
+	return xfer;
+}
+
+/*
+ * Queue a request on the worker's multi handle.  Its answer comes back
+ * through GraphMultiRun's done callback, with req->tag.
+ */
+void
+GraphMultiAdd(const GraphRequest *req)
+{
+	GraphTransfer *volatile xfer;
+
+	pfree(GraphCheckUrlInternal(req->url, NULL, true));
+
+	GraphInit();
+	if (pool_multi == NULL)
+		pool_multi = GraphMultiCreate(true);
+	xfer = GraphPoolTake();
+
+	PG_TRY();
+	{
+		CURLMcode	mrc;
+
+		GraphTransferPrepare(xfer, req, true);
+		/* wait for a connection to multiplex on rather than open another */
+		(void) curl_easy_setopt(xfer->easy, CURLOPT_PIPEWAIT, 1L);
+
+		mrc = curl_multi_add_handle(pool_multi, xfer->easy);
+		if (mrc != CURLM_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not start HTTP request: %s",
+							curl_multi_strerror(mrc))));
+	}
+	PG_CATCH();
+	{
+		GraphTransferRelease(xfer);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	pool_in_flight++;
+}
+
+/* Take a finished transfer off the multi handle and back into the pool. */
+static void
+GraphPoolFinish(GraphTransfer *xfer)
+{
+	curl_multi_remove_handle(pool_multi, xfer->easy);
+	GraphTransferRelease(xfer);
+	pool_in_flight--;
+}
+
+/* Hand every finished transfer to done(), freeing its resources first. */
+static void
+GraphPoolCollect(GraphDoneCallback done, void *arg)
+{
+	CURLMsg    *msg;
+	int			queued = 0;
+
+	while ((msg = curl_multi_info_read(pool_multi, &queued)) != NULL)
+	{
+		CURL	   *easy;
+		CURLcode	result;
+		char	   *priv = NULL;
+		GraphTransfer *xfer;
+		GraphResponse *resp;
+		void	   *tag;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+
+		/* msg does not survive curl_multi_remove_handle: copy it first */
+		easy = msg->easy_handle;
+		result = msg->data.result;
+		if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv) != CURLE_OK ||
+			priv == NULL)
+			elog(ERROR, "finished libcurl transfer without its state");
+		xfer = (GraphTransfer *) priv;
+		tag = xfer->tag;
+
+		resp = palloc_extended(sizeof(GraphResponse), MCXT_ALLOC_NO_OOM);
+		PG_TRY();
+		{
+			if (resp == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("out of memory")));
+			GraphFillResponse(xfer, result, false, resp);
+		}
+		PG_CATCH();
+		{
+			GraphPoolFinish(xfer);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		GraphPoolFinish(xfer);
+
+		if (done != NULL)
+			done(tag, resp, arg);
+	}
+}
+
+/*
+ * Drive the worker's transfers for at most wait_ms, calling done() for
+ * each finished one; returns early when a cancel or termination is
+ * pending.  Returns how many requests are still in flight.
+ */
+int
+GraphMultiRun(long wait_ms, GraphDoneCallback done, void *arg)
+{
+	TimestampTz start;
+
+	if (pool_multi == NULL)
+		return 0;
+
+	start = GetCurrentTimestamp();
+	for (;;)
+	{
+		int			running = 0;
+		CURLMcode	mrc;
+		long		elapsed_ms;
+
+		mrc = curl_multi_perform(pool_multi, &running);
+		if (mrc != CURLM_OK && mrc != CURLM_CALL_MULTI_PERFORM)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYSTEM_ERROR),
+					 errmsg("could not drive HTTP requests: %s",
+							curl_multi_strerror(mrc))));
+		GraphPoolCollect(done, arg);
+
+		if (pool_in_flight == 0 || GraphInterruptPending())
+			break;
+		elapsed_ms = (long) ((GetCurrentTimestamp() - start) / 1000);
+		if (elapsed_ms >= wait_ms)
+			break;
+		GraphWait(pool_multi, Min(wait_ms - elapsed_ms, (long) GRAPH_WAIT_STEP_MS));
+	}
+	return pool_in_flight;
+}
+
+/* How many requests GraphMultiAdd queued that have not finished yet. */
+int
+GraphMultiInFlight(void)
+{
+	return pool_in_flight;
+}
