@@ -112,3 +112,12 @@ AnswerJsonb(const EdusyncError *err, bool with_id)
 
 	return JsonbValueToJsonb(PushAnswer(&state, err, with_id));
 }
+
+/* The body of a request to Graph: the answer without the read-only id. */
+char *
+RequestBody(const EdusyncError *err)
+{
+	Jsonb	   *body = AnswerJsonb(err, false);
+
+	return JsonbToCString(NULL, &body->root, VARSIZE(body));
+}

@@ -73,6 +73,7 @@ extern void PushPair(JsonbParseState **state, const char *key,
 extern JsonbValue *PushAnswer(JsonbParseState **state,
 							  const EdusyncError *err, bool with_id);
 extern Jsonb *AnswerJsonb(const EdusyncError *err, bool with_id);
+extern char *RequestBody(const EdusyncError *err);
 extern char *FormatDateTimeOffset(TimestampTz ts);
 extern char *FormatGuid(const pg_uuid_t *id);
 
@@ -88,8 +89,34 @@ extern bool FetchError(const char *profile_id, const pg_uuid_t *id,
 extern int	ListErrors(const char *profile_id, int64 limit, int64 skip,
 					   EdusyncError **errs);
 
+/* What one answer from Graph means, for sync mode and the worker alike. */
+typedef enum OutcomeKind
+{
+	OUTCOME_DELIVERED,			/* 2xx: remote_id set when Graph gave one */
+	OUTCOME_RETRY,				/* transport error, 408, 429, 5xx: try again */
+	OUTCOME_REJECTED,			/* any other 4xx: permanent */
+	OUTCOME_AUTH				/* 401 or 403 */
+} OutcomeKind;
+
+typedef struct Outcome
+{
+	OutcomeKind kind;
+	long		status;			/* HTTP status, 0 when no answer came */
+	double		retry_after;	/* seconds, -1 when not given */
+	char	   *remote_id;
+	char	   *reason;			/* "code: message" of Graph, or why no answer */
+} Outcome;
+
 /* forward.c */
 extern void ForwardError(const EdusyncError *err);
 extern void WakeWorkerAtCommit(void);
+extern Jsonb *ParseRemoteJson(const char *body, size_t len);
+extern void ClassifyResponse(long status, const char *body, size_t body_len,
+							 double retry_after, const char *transport_error,
+							 Outcome *out);
+
+/* worker.c */
+extern void WorkerRegister(void);
+extern void WorkerWake(void);
 
 #endif							/* EDUSYNC_H */
