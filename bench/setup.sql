@@ -1,0 +1,8 @@
+CREATE EXTENSION IF NOT EXISTS edusync;
+INSERT INTO edusync.sync_profiles (id, display_name) VALUES ('bench-profile', 'bench')
+	ON CONFLICT DO NOTHING;
+CREATE SCHEMA IF NOT EXISTS bench;
+-- the baseline table: same columns, key and foreign key as edusync.sync_errors
+CREATE TABLE IF NOT EXISTS bench.plain_errors (LIKE edusync.sync_errors INCLUDING DEFAULTS);
+ALTER TABLE bench.plain_errors ADD PRIMARY KEY (profile_id, id),
+	ADD FOREIGN KEY (profile_id) REFERENCES edusync.sync_profiles (id);
