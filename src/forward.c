@@ -67,19 +67,26 @@ ParseRemoteJson(const char *body, size_t len)
 											  CStringGetDatum(pnstrdup(body, len))));
 }
 
-/* The string at key in a jsonb object container; NULL if absent or not a string. */
-static char *
-StringAt(JsonbContainer *container, const char *key)
+/* The value at key in a jsonb object container, or NULL. */
+static JsonbValue *
+ValueAt(JsonbContainer *container, const char *key)
 {
 	JsonbValue	k;
-	JsonbValue *v;
 
 	if (container == NULL || !JsonContainerIsObject(container))
 		return NULL;
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(container, JB_FOBJECT, &k);
+	return findJsonbValueFromContainer(container, JB_FOBJECT, &k);
+}
+
+/* The string at key in a jsonb object container; NULL if absent or not a string. */
+static char *
+StringAt(JsonbContainer *container, const char *key)
+{
+	JsonbValue *v = ValueAt(container, key);
+
 	if (v == NULL || v->type != jbvString)
 		return NULL;
 	return pnstrdup(v->val.string.val, v->val.string.len);
@@ -89,15 +96,8 @@ StringAt(JsonbContainer *container, const char *key)
 static JsonbContainer *
 ObjectAt(JsonbContainer *container, const char *key)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = ValueAt(container, key);
 
-	if (container == NULL || !JsonContainerIsObject(container))
-		return NULL;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(container, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvBinary ||
 		!JsonContainerIsObject(v->val.binary.data))
 		return NULL;

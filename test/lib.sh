@@ -51,14 +51,20 @@ make_workdir() {
 	chmod 755 "$WORKDIR"
 }
 
-# Run a command as the postgres user when root, else as ourselves.
-as_postgres() {
+# Run a command as the postgres user when root, else as ourselves; from
+# the work folder unless the caller is already below it (postgres may not
+# be able to enter the caller's folder).
+as_postgres() (
+	case "$PWD" in
+	"$WORKDIR"*) ;;
+	*) cd "$WORKDIR" ;;
+	esac
 	if [ "$(id -u)" -eq 0 ]; then
 		runuser -u postgres -- "$@"
 	else
 		"$@"
 	fi
-}
+)
 
 # Start a throwaway cluster in $WORKDIR/data; extra postgresql.conf lines
 # come as arguments.  Sets PGHOST, PGPORT, PGUSER for the clients.
