@@ -1,0 +1,313 @@
+# t/010_sync.pl: edusync.forward = 'sync' against the fake Graph: the
+# request on the wire, every retry class, every failure SQLSTATE with the
+# row not kept, the token flow, URL safety, cancel and statement_timeout,
+# and secrets kept out of sight.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../test";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+use JSON::PP;
+use FakeGraph;
+
+my $STATIC_TOKEN = 'static-token-SECRET-7f3a';
+my $CLIENT_SECRET = 'client-secret-SECRET-91bd';
+
+my $graph = FakeGraph->start(
+	tokens => [$STATIC_TOKEN],
+	client_id => 'edusync-client',
+	client_secret => $CLIENT_SECRET,
+	expires_in => 3599);
+
+my $node = PostgreSQL::Test::Cluster->new('sync');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'edusync'
+edusync.graph_url = '@{[ $graph->url ]}'
+edusync.bearer_token = '$STATIC_TOKEN'
+edusync.tenant_id = 'contoso'
+edusync.client_id = 'edusync-client'
+edusync.client_secret = '$CLIENT_SECRET'
+edusync.token_url = '@{[ $graph->token_url ]}'
+edusync.timeout = '3s'
+edusync.max_attempts = 4
+});
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION edusync;
+	INSERT INTO edusync.sync_profiles VALUES ('p1', 'one');
+	CREATE ROLE plain LOGIN;
+	GRANT USAGE ON SCHEMA edusync TO plain;
+	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA edusync TO plain;
+});
+
+my $BODY = q{'{"entryType": "Student", "errorCode": "UnsynchronizableChange",
+	"errorMessage": "Student cannot be updated", "joiningValue": "j@school.edu",
+	"recordedDateTime": "2017-07-05T00:52:45Z", "reportableIdentifier": "r"}'};
+
+# Run SQL with forward = sync (and extra settings); returns (ok, stdout, stderr).
+sub sync_sql
+{
+	my ($sql, %opt) = @_;
+	my $settings = join('', map { "SET $_;\n" } @{ $opt{set} || [] });
+	my ($ret, $out, $err) = $node->psql(
+		$opt{db} || 'postgres',
+		"\\set VERBOSITY verbose\nSET edusync.forward = 'sync';\n$settings$sql",
+		on_error_stop => 1);
+	return ($ret == 0, $out, $err);
+}
+
+sub create_sql
+{
+	my ($profile) = @_;
+	$profile //= 'p1';
+	return "SELECT edusync.create_sync_error('$profile', $BODY);";
+}
+
+sub count_errors
+{
+	return $node->safe_psql('postgres', 'SELECT count(*) FROM edusync.sync_errors');
+}
+
+# --- success: the request Graph documents, the delivery recorded
+$graph->reset;
+my ($ok, $out, $err) = sync_sql(create_sql());
+ok($ok, 'sync create succeeds') or diag($err);
+my $answer = decode_json($out);
+my @reqs = $graph->requests(kind => 'errors');
+is(scalar @reqs, 1, 'one request sent');
+my $r = $reqs[0];
+is($r->{method}, 'POST', 'POST');
+is($r->{raw_path}, '/beta/education/synchronizationProfiles/p1/errors', 'the errors collection of the profile');
+is($r->{headers}{authorization}, "Bearer $STATIC_TOKEN", 'bearer token sent');
+like($r->{headers}{'content-type'}, qr{^application/json}, 'JSON content type');
+is($r->{headers}{'client-request-id'}, $answer->{id}, 'client-request-id is the error id');
+my %expected_body = %$answer;
+delete $expected_body{id};
+is_deeply($r->{json}, \%expected_body, 'body is the answer without the read-only id');
+my $delivery = $node->safe_psql('postgres',
+	"SELECT status, attempts, last_status, remote_id IS NOT NULL, delivered_at IS NOT NULL
+	 FROM edusync.deliveries WHERE error_id = '$answer->{id}'");
+is($delivery, 'delivered|1|201|t|t', 'delivery recorded with the remote id');
+my $remote = $node->safe_psql('postgres',
+	"SELECT remote_id FROM edusync.deliveries WHERE error_id = '$answer->{id}'");
+like($remote, qr/^[0-9a-f-]{36}$/, 'remote id is Graph\'s id');
+
+# --- keep-alive: a second send in the same session reuses the connection
+$graph->reset;
+($ok, $out, $err) = sync_sql(create_sql() . create_sql());
+ok($ok, 'two sends in one session') or diag($err);
+is($graph->stats->{connections}, 1, 'the second send reused the connection');
+
+# --- each retry class, then success
+for my $case (
+	[ '429 with Retry-After', { status => 429, headers => { 'Retry-After' => '0.3' } } ],
+	[ '503 with fractional Retry-After', { status => 503, headers => { 'Retry-After' => '0.25' } } ],
+	[ '500', { status => 500 } ],
+	[ '502', { status => 502 } ],
+	[ '504', { status => 504 } ],
+	[ '408', { status => 408 } ],
+	[ 'dropped connection', { drop => JSON::PP::true } ])
+{
+	my ($name, $action) = @$case;
+	$graph->reset;
+	$graph->script('errors', $action, { status => 201 });
+	my $t0 = time;
+	($ok, $out, $err) = sync_sql(create_sql());
+	ok($ok, "retried after $name") or diag($err);
+	is(scalar($graph->requests(kind => 'errors')), 2, "$name: two requests");
+	my $id = $ok ? decode_json($out)->{id} : '';
+	is($node->safe_psql('postgres',
+			"SELECT attempts || '|' || status FROM edusync.deliveries WHERE error_id = '$id'"),
+		'2|delivered', "$name: two attempts recorded");
+	if ($action->{headers})
+	{
+		cmp_ok(time - $t0, '>=', $action->{headers}{'Retry-After'} - 0.05,
+			"$name: Retry-After honoured");
+	}
+}
+
+# --- YG001: Graph rejects; detail has Graph's code and message; row not kept
+my $before = count_errors();
+$graph->reset;
+$graph->script('errors', { status => 400, body => { error => {
+	code => 'InvalidEntryType', message => 'The entry type is not known.' } } });
+($ok, $out, $err) = sync_sql(create_sql());
+ok(!$ok, '400 fails the call');
+like($err, qr/ERROR:  YG001: .*400/, '400 is YG001');
+like($err, qr/DETAIL:  InvalidEntryType: The entry type is not known\./, 'detail has Graph\'s code and message');
+is(count_errors(), $before, 'row not kept after YG001');
+is(scalar($graph->requests(kind => 'errors')), 1, 'a 400 is not retried');
+
+# --- YG002: still failing when attempts run out
+$graph->reset;
+$graph->script('errors', { status => 503, repeat => 10 });
+($ok, $out, $err) = sync_sql(create_sql());
+like($err, qr/ERROR:  YG002: /, 'persistent 503 is YG002');
+is(scalar($graph->requests(kind => 'errors')), 4, 'max_attempts = 4 requests');
+is(count_errors(), $before, 'row not kept after YG002');
+
+# --- YG002: a slow answer beyond edusync.timeout (the whole send)
+$graph->reset;
+$graph->script('errors', { delay => 5, status => 201 });
+my $t0 = time;
+($ok, $out, $err) = sync_sql(create_sql(), set => ["edusync.timeout = '1s'"]);
+my $elapsed = time - $t0;
+like($err, qr/ERROR:  YG002: /, 'slow answer is YG002');
+cmp_ok($elapsed, '<', 2.5, "edusync.timeout bounds the whole send (took ${elapsed}s)");
+is(count_errors(), $before, 'row not kept after a timeout');
+
+# --- YG002: unreachable endpoint (nothing listens on that port)
+my $closed = PostgreSQL::Test::Cluster::get_free_port();
+($ok, $out, $err) = sync_sql(create_sql(),
+	set => ["edusync.graph_url = 'http://127.0.0.1:$closed/beta'", "edusync.max_attempts = 2"]);
+like($err, qr/ERROR:  YG002: /, 'unreachable endpoint is YG002');
+
+# --- YG003: 403, or 401 with a static token
+for my $status (403, 401)
+{
+	$graph->reset;
+	$graph->script('errors', { status => $status });
+	($ok, $out, $err) = sync_sql(create_sql());
+	like($err, qr/ERROR:  YG003: /, "$status is YG003");
+	is(count_errors(), $before, "row not kept after $status");
+}
+
+# --- the client-credentials flow: fetched once, cached, refreshed once on 401
+# (the secret comes from postgresql.conf; an empty static token selects the flow)
+my @cc = ("edusync.bearer_token = ''");
+$graph->reset;
+($ok, $out, $err) = sync_sql(create_sql() . create_sql(), set => \@cc);
+ok($ok, 'client credentials: two sends') or diag($err);
+my @tok = $graph->requests(kind => 'token');
+is(scalar @tok, 1, 'one token fetched for two sends (cached)');
+is($tok[0]{raw_path}, '/contoso/oauth2/v2.0/token', 'token URL with the tenant');
+like($tok[0]{body}, qr/grant_type=client_credentials/, 'grant_type');
+like($tok[0]{body}, qr/scope=https%3A%2F%2Fgraph\.microsoft\.com%2F\.default/, 'scope');
+like($tok[0]{body}, qr/client_id=edusync-client/, 'client_id');
+my @sent = $graph->requests(kind => 'errors');
+like($sent[0]{headers}{authorization}, qr/^Bearer fake-/, 'fetched token used');
+
+# a revoked token: one 401, a new token, then success (same session, so
+# the first token is cached)
+$graph->reset;
+my $session = $node->background_psql('postgres', on_error_stop => 1);
+$session->query_safe(join(";\n", "SET edusync.forward = 'sync'", map { "SET $_" } @cc));
+$session->query_safe(create_sql());
+is(scalar($graph->requests(kind => 'token')), 1, 'first send fetched a token');
+$graph->revoke;
+$session->query_safe(create_sql());
+is(scalar($graph->requests(kind => 'token')), 2,
+	'401 with a fetched token: a new token was fetched');
+is(scalar($graph->requests(kind => 'errors')), 3, 'the refused send was repeated once');
+$session->quit;
+$graph->config(tokens => [$STATIC_TOKEN]);
+
+# token endpoint refuses the secret: YG003; unreachable: YG002
+$before = count_errors();
+$graph->reset;
+($ok, $out, $err) = sync_sql(create_sql(),
+	set => [ @cc, "edusync.client_secret = 'wrong'" ]);
+like($err, qr/ERROR:  YG003: /, 'token endpoint error is YG003');
+like($err, qr/invalid_client/, 'detail has the token endpoint\'s error');
+unlike($err, qr/wrong|\Q$CLIENT_SECRET\E/, 'the secret is not in the error');
+($ok, $out, $err) = sync_sql(create_sql(),
+	set => [ @cc, "edusync.client_secret = 'other'",
+		"edusync.token_url = 'http://127.0.0.1:$closed/{tenant}/oauth2/v2.0/token'",
+		"edusync.max_attempts = 2" ]);
+like($err, qr/ERROR:  YG002: /, 'unreachable token endpoint is YG002');
+is(count_errors(), $before, 'no row kept by any failure');
+
+# --- a profile id that tries to bend the path stays one path segment
+my $odd = 'a/b?c=1#d%2F..%/../e f';
+$node->safe_psql('postgres',
+	"INSERT INTO edusync.sync_profiles VALUES ('$odd', 'odd')");
+$graph->reset;
+($ok, $out, $err) = sync_sql(create_sql($odd));
+ok($ok, 'odd profile id forwarded') or diag($err);
+@reqs = $graph->requests(kind => 'errors');
+is($reqs[0]{profile_id}, $odd, 'the fake received the profile id intact');
+is($reqs[0]{raw_path},
+	'/beta/education/synchronizationProfiles/a%2Fb%3Fc%3D1%23d%252F..%25%2F..%2Fe%20f/errors',
+	'percent-encoded into one segment: no path, query or fragment change');
+
+# --- unsafe configurations are refused before any traffic (22023)
+$before = count_errors();
+$graph->reset;
+for my $case (
+	[ 'plain http to a non-loopback host', "edusync.graph_url = 'http://graph.example.com/beta'" ],
+	[ 'a malformed URL', "edusync.graph_url = 'ht!tp:/nowhere'" ],
+	[ 'a scheme other than https', "edusync.graph_url = 'ftp://127.0.0.1/beta'" ],
+	[ 'errors_path without {profile_id}', "edusync.errors_path = '/education/errors'" ])
+{
+	($ok, $out, $err) = sync_sql(create_sql(), set => [ $case->[1] ]);
+	like($err, qr/ERROR:  22023: /, "$case->[0] is refused with 22023");
+}
+is(scalar($graph->requests), 0, 'no traffic for an unsafe configuration');
+is(count_errors(), $before, 'no row kept');
+
+# --- a redirect is not followed
+$graph->reset;
+$graph->script('errors', { redirect => $graph->url . '/elsewhere' });
+($ok, $out, $err) = sync_sql(create_sql());
+ok(!$ok, 'a redirect fails the call');
+like($err, qr/ERROR:  YG001: .*302/, 'a 302 is a rejection (YG001)');
+is(scalar($graph->requests), 1, 'the redirect was not followed');
+
+# --- statement_timeout and query cancel interrupt a slow send at once
+$graph->reset;
+$graph->script('errors', { delay => 10, status => 201 });
+$t0 = time;
+($ok, $out, $err) = sync_sql(create_sql(),
+	set => ["edusync.timeout = '30s'", "statement_timeout = '500ms'"]);
+$elapsed = time - $t0;
+like($err, qr/ERROR:  57014: canceling statement due to statement timeout/,
+	'statement_timeout gives 57014');
+cmp_ok($elapsed, '<', 1.5, "statement_timeout interrupted the send at once (${elapsed}s)");
+
+$graph->reset;
+$graph->script('errors', { delay => 10, status => 201 });
+my $bg = $node->background_psql('postgres', on_error_stop => 0);
+my $pid = $bg->query_safe('SELECT pg_backend_pid()');
+$bg->query_until(qr/started/, q{
+	\echo started
+	SET edusync.forward = 'sync';
+	SET edusync.timeout = '30s';
+	\set VERBOSITY verbose
+	} . create_sql() . "\n\\echo finished\n");
+$graph->wait_for(sub { scalar($graph->requests(kind => 'errors')) >= 1 }, 10);
+$t0 = time;
+$node->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
+$bg->query_until(qr/finished/, '');
+$elapsed = time - $t0;
+like($bg->{stderr}, qr/57014: canceling statement due to user request/, 'cancel gives 57014');
+cmp_ok($elapsed, '<', 1.0, "cancel interrupted the send at once (${elapsed}s)");
+$bg->quit;
+is(count_errors(), $before, 'no row kept after a cancel');
+
+# --- secrets: hidden from a non-superuser, never in the server log
+for my $name ('edusync.bearer_token', 'edusync.client_secret')
+{
+	my ($ret, $o, $e) = $node->psql('postgres', "SHOW $name", extra_params => [ '-U', 'plain' ]);
+	like($e, qr/must be superuser|permission denied/, "$name hidden from SHOW");
+	($ret, $o, $e) = $node->psql('postgres', "SET $name = 'x'", extra_params => [ '-U', 'plain' ]);
+	like($e, qr/permission denied/, "$name cannot be set by a non-superuser");
+}
+is($node->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_settings WHERE name LIKE 'edusync.%secret%' OR name LIKE 'edusync.%token'},
+		extra_params => [ '-U', 'plain' ]), '0', 'secrets not in pg_settings for a non-superuser');
+my ($ret, $o, $e) = $node->psql('postgres', "SET edusync.graph_url = 'https://evil.example'",
+	extra_params => [ '-U', 'plain' ]);
+like($e, qr/permission denied/, 'a non-superuser cannot change graph_url');
+
+$node->stop;
+my $log = slurp_file($node->logfile);
+unlike($log, qr/\Q$STATIC_TOKEN\E/, 'the static token is not in the server log');
+unlike($log, qr/\Q$CLIENT_SECRET\E/, 'the client secret is not in the server log');
+unlike($log, qr/fake-[0-9a-f]{8}/, 'no fetched token in the server log');
+
+$graph->stop;
+done_testing();
