@@ -14,7 +14,8 @@ OBJS = \
 	src/store.o \
 	src/forward.o \
 	src/graph_client.o \
-	src/token.o
+	src/token.o \
+	src/worker.o
 
 DATA = sql/edusync--0.1.0.sql
 REGRESS = create validate read privileges lifecycle

@@ -167,4 +167,7 @@ _PG_init(void)
 								   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("edusync");
+
+	if (edusync_preloaded)
+		WorkerRegister();
 }

@@ -1,0 +1,181 @@
+# t/022_crash.pl: at-least-once through crashes.  The worker is killed
+# with SIGKILL (the postmaster then restarts every process), the server is
+# stopped in immediate mode and started again, and the worker is
+# terminated, each in the middle of a run: every error still ends
+# 'delivered' and reached Graph at least once, with the same
+# client-request-id on every send.  A row whose outcome cannot be recorded
+# neither stops the others nor makes the worker spin.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/../test";
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use FakeGraph;
+
+my $TOKEN = 'crash-token';
+my $N = 1500;
+
+my $graph = FakeGraph->start(tokens => [$TOKEN]);
+my $node = PostgreSQL::Test::Cluster->new('crash');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'edusync'
+edusync.database = 'postgres'
+edusync.graph_url = '@{[ $graph->url ]}'
+edusync.bearer_token = '$TOKEN'
+edusync.timeout = '2s'
+restart_after_crash = on
+});
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION edusync;
+	INSERT INTO edusync.sync_profiles VALUES ('p1', 'one');
+});
+
+sub queue
+{
+	my ($n, $tag) = @_;
+	return split /\n/, $node->safe_psql('postgres', qq{
+		SET edusync.forward = 'async';
+		SELECT (edusync.create_sync_error('p1', 'Student', 'UnsynchronizableChange',
+			'$tag ' || g))->>'id'
+		FROM generate_series(1, $n) g});
+}
+
+# Count the deliveries of $tag with a status; undef while the server is down.
+sub count_status
+{
+	my ($tag, $status) = @_;
+	my ($ret, $out) = $node->psql('postgres', qq{
+		SELECT count(*) FROM edusync.deliveries d JOIN edusync.sync_errors e
+		  ON e.profile_id = d.profile_id AND e.id = d.error_id
+		WHERE e.error_message LIKE '$tag %' AND d.status = '$status'});
+	return $ret == 0 ? $out : undef;
+}
+
+# Wait until $want deliveries of $tag are delivered, at most $secs.
+sub wait_delivered
+{
+	my ($tag, $want, $secs) = @_;
+	my $deadline = time + $secs;
+	my $got;
+	while (time < $deadline)
+	{
+		$got = count_status($tag, 'delivered');
+		return 1 if defined $got && $got >= $want;
+		sleep 0.05;
+	}
+	diag("$tag: " . ($got // 'unknown') . " of $want delivered after $secs s");
+	return 0;
+}
+
+sub worker_pid
+{
+	my $deadline = time + 30;
+	while (time < $deadline)
+	{
+		my ($ret, $pid) = $node->psql('postgres',
+			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker'");
+		return $pid if $ret == 0 && $pid =~ /^\d+$/;
+		sleep 0.1;
+	}
+	return undef;
+}
+
+# Which of @ids never reached Graph (no 201 for its client-request-id).
+sub missing
+{
+	my @ids = @_;
+	my %arrived;
+	for my $r ($graph->requests(kind => 'errors'))
+	{
+		$arrived{ $r->{headers}{'client-request-id'} }++
+		  if defined $r->{status} && $r->{status} == 201;
+	}
+	my @missing = grep { !$arrived{$_} } @ids;
+	my $dups = grep { $_ > 1 } values %arrived;
+	return (scalar @missing, $dups);
+}
+
+# Run $N errors through a crash made by $crash once $at of them are delivered.
+sub crash_case
+{
+	my ($name, $tag, $at, $crash) = @_;
+	$graph->reset;
+	# slow every answer a little, so that the crash lands mid-run
+	$graph->script('errors', { delay => 0.01, status => 201, repeat => 100000 });
+	my @ids = queue($N, $tag);
+	ok(wait_delivered($tag, $at, 30), "$name: the run started");
+	my $before = count_status($tag, 'delivered');
+	my $old_pid = worker_pid();
+	$crash->($old_pid);
+	ok(wait_delivered($tag, $N, 60), "$name: all $N delivered in the end");
+	is(count_status($tag, 'pending') // -1, 0, "$name: none pending");
+	my $new_pid = worker_pid();
+	ok(defined $new_pid && $new_pid != $old_pid, "$name: a new worker runs");
+	my ($lost, $dups) = missing(@ids);
+	is($lost, 0, "$name: each error reached Graph at least once");
+	note("$name: crash after $before delivered; $dups errors received twice or more");
+	return;
+}
+
+crash_case('SIGKILL of the worker', 'kill9', 300, sub {
+	my ($pid) = @_;
+	kill 'KILL', $pid;
+});
+like(slurp_file($node->logfile),
+	qr/background worker "edusync delivery worker" \(PID \d+\) was terminated by signal 9/,
+	'the postmaster saw the worker die');
+
+crash_case('immediate stop and start', 'immediate', 300, sub {
+	$node->stop('immediate');
+	$node->start;
+});
+
+crash_case('the worker terminated', 'terminate', 300, sub {
+	my ($pid) = @_;
+	$node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+});
+
+# --- a row whose outcome cannot be recorded: the others go on, no spin
+$graph->reset;
+$node->safe_psql('postgres', q{
+	CREATE TABLE poison (error_id uuid);
+	CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF EXISTS (SELECT 1 FROM poison WHERE error_id = NEW.error_id) THEN
+			RAISE EXCEPTION 'refusing to record %', NEW.error_id;
+		END IF;
+		RETURN NEW;
+	END $$;
+	CREATE TRIGGER refuse BEFORE UPDATE ON edusync.deliveries
+		FOR EACH ROW EXECUTE FUNCTION refuse();
+});
+my $bad = $node->safe_psql('postgres', q{
+	SET edusync.forward = 'async';
+	BEGIN;
+	SELECT edusync.create_sync_error('p1', 'Student', 'X', 'poison 0')->>'id' AS id \gset
+	INSERT INTO poison VALUES (:'id');
+	COMMIT;
+	SELECT :'id';
+});
+my @good = queue(50, 'poison');
+ok(wait_delivered('poison', 50, 20), 'the other deliveries are recorded');
+sleep 5;
+my $sends = grep { $_->{headers}{'client-request-id'} eq $bad } $graph->requests(kind => 'errors');
+ok($sends >= 2 && $sends <= 5,
+	"the unrecordable one is sent again, with growing holds, not in a loop ($sends sends in ~6 s)");
+is($node->safe_psql('postgres', "SELECT status FROM edusync.deliveries WHERE error_id = '$bad'"),
+	'pending', 'and stays pending');
+like(slurp_file($node->logfile),
+	qr/WARNING:  edusync delivery worker could not record what Graph answered for error $bad/,
+	'the worker says which delivery it could not record');
+$node->safe_psql('postgres', 'DELETE FROM poison');
+ok(wait_delivered('poison', 51, 30), 'recorded once the trigger lets it');
+
+$node->stop;
+$graph->stop;
+done_testing();
