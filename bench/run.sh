@@ -23,7 +23,7 @@ start_cluster "shared_preload_libraries = 'edusync'" "synchronous_commit = off"
 cp "$BENCH"/*.sql "$WORKDIR/"
 
 declare -A total
-scripts="bare_insert create_json create_typed"
+scripts="bare_insert create_json create_typed create_unpinned"
 for round in $(seq 1 "$ROUNDS"); do
 	for s in $scripts; do
 		"$PG_BIN/psql" -X -q -c "TRUNCATE bench.plain_errors, edusync.sync_errors CASCADE; CHECKPOINT"

@@ -15,6 +15,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use JSON::PP;
 use FakeGraph;
+use EdusyncTest;
 
 my $TOKEN = 'async-token-SECRET-5c1e';
 my $CLIENT_SECRET = 'async-client-secret-SECRET-0a7d';
@@ -24,37 +25,14 @@ my $graph = FakeGraph->start(
 	client_id => 'edusync-client',
 	client_secret => $CLIENT_SECRET);
 
-my $node = PostgreSQL::Test::Cluster->new('async');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'edusync'
-edusync.database = 'postgres'
-edusync.graph_url = '@{[ $graph->url ]}'
+my $node = edusync_node('async', $graph, qq{
 edusync.bearer_token = '$TOKEN'
 edusync.tenant_id = 'contoso'
 edusync.client_id = 'edusync-client'
 edusync.client_secret = '$CLIENT_SECRET'
 edusync.token_url = '@{[ $graph->token_url ]}'
 edusync.timeout = '2s'
-});
-$node->start;
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION edusync;
-	INSERT INTO edusync.sync_profiles VALUES ('p1', 'one'), ('p2', 'two');
-});
-
-# Queue n errors of a profile in one transaction; their ids.
-sub queue
-{
-	my ($n, $profile) = @_;
-	$profile //= 'p1';
-	my $out = $node->safe_psql('postgres', qq{
-		SET edusync.forward = 'async';
-		SELECT (edusync.create_sync_error('$profile', 'Student', 'UnsynchronizableChange',
-			'error ' || g, 'j' || g || '\@school.edu'))->>'id'
-		FROM generate_series(1, $n) g});
-	return split /\n/, $out;
-}
+}, 'p2');
 
 # Poll a query until it gives the expected value, for at most $secs.
 sub wait_query
@@ -84,12 +62,6 @@ sub delivery
 	my ($id, $cols) = @_;
 	return $node->safe_psql('postgres',
 		"SELECT $cols FROM edusync.deliveries WHERE error_id = '$id'");
-}
-
-sub worker_pid
-{
-	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker'");
 }
 
 # --- the worker runs, and sleeps on its latch
@@ -189,7 +161,7 @@ cmp_ok($client_median, '<', 200, 'median commit-to-send latency well under 200 m
 $graph->reset;
 $graph->script('errors', { status => 400, body => { error => {
 	code => 'InvalidEntryType', message => 'The entry type is not known.' } } });
-my ($rejected) = queue(1);
+my ($rejected) = queue_errors($node, 1, 'error');
 ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$rejected'", 'failed', 10),
 	'a 400 makes the delivery failed');
 is(delivery($rejected, "attempts || '|' || last_status || '|' || last_error || '|' || (next_attempt_at IS NULL)"),
@@ -212,7 +184,7 @@ $graph->reset;
 $node->safe_psql('postgres', "ALTER SYSTEM SET edusync.graph_url = '@{[ $graph2->url ]}'");
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 sleep 0.5;
-my @moved = queue(5);
+my @moved = queue_errors($node, 5, 'error');
 ok(wait_query('SELECT count(*) FROM edusync.deliveries WHERE status = \'pending\'', '0', 10),
 	'delivered after the reload');
 is(scalar($graph2->requests(kind => 'errors')), 5, 'the reloaded graph_url got the requests');
@@ -224,7 +196,7 @@ $graph2->stop;
 # --- an unsafe configuration pauses the worker; nothing sent, no attempt spent
 $graph->reset;
 $graph->script('errors', { status => 429, headers => { 'Retry-After' => '2' }, repeat => 3 });
-my @held = queue(3);
+my @held = queue_errors($node, 3, 'error');
 ok($graph->wait_for(sub { scalar($graph->requests(kind => 'errors')) >= 1 }, 10),
 	'throttled sends hold the queue for 2 s');
 $node->safe_psql('postgres',
@@ -252,14 +224,14 @@ $node->append_conf('postgresql.conf', "edusync.bearer_token = ''\n");
 $node->reload;
 sleep 0.5;
 $graph->reset;
-my ($first) = queue(1);
+my ($first) = queue_errors($node, 1, 'error');
 ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$first'", 'delivered', 10),
 	'client credentials: delivered');
 is(scalar($graph->requests(kind => 'token')), 1, 'a token was fetched');
 like(($graph->requests(kind => 'errors'))[0]{headers}{authorization}, qr/^Bearer fake-/,
 	'and used');
 $graph->revoke;
-my ($second) = queue(1);
+my ($second) = queue_errors($node, 1, 'error');
 ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$second'", 'delivered', 10),
 	'a revoked token: delivered after a refresh');
 is(scalar($graph->requests(kind => 'token')), 2, 'one new token fetched');
@@ -271,7 +243,7 @@ is(join(',', map { $_->{status} } $graph->requests(kind => 'errors')), '201,401,
 $graph->reset;
 $graph->revoke;
 $graph->config(client_secret => 'rotated');
-my ($third) = queue(1);
+my ($third) = queue_errors($node, 1, 'error');
 sleep 2.5;
 is(delivery($third, "status || '|' || attempts"), 'pending|1',
 	'refused token: still pending after the 401 that asked for a new one');
@@ -292,7 +264,7 @@ $node->safe_psql('postgres', q{
 sleep 0.5;
 $graph->reset;
 $graph->script('errors', { status => 403, repeat => 3 });
-my ($forbidden) = queue(1);
+my ($forbidden) = queue_errors($node, 1, 'error');
 ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$forbidden'", 'failed', 30),
 	'a lasting 403 fails the delivery');
 is(delivery($forbidden, "attempts || '|' || last_status || '|' || last_error"),
@@ -301,7 +273,7 @@ is(delivery($forbidden, "attempts || '|' || last_status || '|' || last_error"),
 is(scalar($graph->requests(kind => 'errors')), 3, 'three sends');
 
 # --- a terminated worker is restarted
-my $pid = worker_pid();
+my $pid = worker_pid($node);
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 ok(wait_query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker'
 		AND pid <> $pid", '1', 20), 'a terminated worker is restarted');

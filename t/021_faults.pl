@@ -14,56 +14,16 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use JSON::PP;
 use FakeGraph;
+use EdusyncTest;
 
 my $TOKEN = 'faults-token';
 my $N = 300;
 
 my $graph = FakeGraph->start(tokens => [$TOKEN]);
-my $node = PostgreSQL::Test::Cluster->new('faults');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'edusync'
-edusync.database = 'postgres'
-edusync.graph_url = '@{[ $graph->url ]}'
+my $node = edusync_node('faults', $graph, qq{
 edusync.bearer_token = '$TOKEN'
 edusync.timeout = '1s'
 });
-$node->start;
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION edusync;
-	INSERT INTO edusync.sync_profiles VALUES ('p1', 'one');
-});
-
-# Queue n errors tagged $tag in one transaction; their ids.
-sub queue
-{
-	my ($n, $tag) = @_;
-	return split /\n/, $node->safe_psql('postgres', qq{
-		SET edusync.forward = 'async';
-		SELECT (edusync.create_sync_error('p1', 'Student', 'UnsynchronizableChange',
-			'$tag ' || g))->>'id'
-		FROM generate_series(1, $n) g});
-}
-
-# Wait (at most $secs) until no delivery of $tag is pending.
-sub settle
-{
-	my ($tag, $secs) = @_;
-	my $deadline = time + $secs;
-	my $left;
-	while (1)
-	{
-		$left = $node->safe_psql('postgres', qq{
-			SELECT count(*) FROM edusync.deliveries d JOIN edusync.sync_errors e
-			  ON e.profile_id = d.profile_id AND e.id = d.error_id
-			WHERE e.error_message LIKE '$tag %' AND d.status = 'pending'});
-		return 1 if $left eq '0';
-		last if time > $deadline;
-		sleep 0.2;
-	}
-	diag("$tag: $left still pending after $secs s");
-	return 0;
-}
 
 # "status|count,..." of the deliveries of $tag.
 sub statuses
@@ -93,8 +53,8 @@ sub fault_case
 	$graph->reset;
 	$c{setup}->();
 	my $t0 = time;
-	my @ids = queue($N, $tag);
-	ok(settle($tag, 60), "$c{name}: nothing left pending");
+	my @ids = queue_errors($node, $N, $tag);
+	ok(settle($node, $tag, 60), "$c{name}: nothing left pending");
 	my $elapsed = time - $t0;
 	is(statuses($tag), "delivered|$N", "$c{name}: all $N delivered");
 

@@ -14,47 +14,17 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use FakeGraph;
+use EdusyncTest;
 
 my $TOKEN = 'crash-token';
 my $N = 1500;
 
 my $graph = FakeGraph->start(tokens => [$TOKEN]);
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'edusync'
-edusync.database = 'postgres'
-edusync.graph_url = '@{[ $graph->url ]}'
+my $node = edusync_node('crash', $graph, qq{
 edusync.bearer_token = '$TOKEN'
 edusync.timeout = '2s'
 restart_after_crash = on
 });
-$node->start;
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION edusync;
-	INSERT INTO edusync.sync_profiles VALUES ('p1', 'one');
-});
-
-sub queue
-{
-	my ($n, $tag) = @_;
-	return split /\n/, $node->safe_psql('postgres', qq{
-		SET edusync.forward = 'async';
-		SELECT (edusync.create_sync_error('p1', 'Student', 'UnsynchronizableChange',
-			'$tag ' || g))->>'id'
-		FROM generate_series(1, $n) g});
-}
-
-# Count the deliveries of $tag with a status; undef while the server is down.
-sub count_status
-{
-	my ($tag, $status) = @_;
-	my ($ret, $out) = $node->psql('postgres', qq{
-		SELECT count(*) FROM edusync.deliveries d JOIN edusync.sync_errors e
-		  ON e.profile_id = d.profile_id AND e.id = d.error_id
-		WHERE e.error_message LIKE '$tag %' AND d.status = '$status'});
-	return $ret == 0 ? $out : undef;
-}
 
 # Wait until $want deliveries of $tag are delivered, at most $secs.
 sub wait_delivered
@@ -64,25 +34,12 @@ sub wait_delivered
 	my $got;
 	while (time < $deadline)
 	{
-		$got = count_status($tag, 'delivered');
+		$got = count_status($node, $tag, 'delivered');
 		return 1 if defined $got && $got >= $want;
 		sleep 0.05;
 	}
 	diag("$tag: " . ($got // 'unknown') . " of $want delivered after $secs s");
 	return 0;
-}
-
-sub worker_pid
-{
-	my $deadline = time + 30;
-	while (time < $deadline)
-	{
-		my ($ret, $pid) = $node->psql('postgres',
-			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker'");
-		return $pid if $ret == 0 && $pid =~ /^\d+$/;
-		sleep 0.1;
-	}
-	return undef;
 }
 
 # Which of @ids never reached Graph (no 201 for its client-request-id).
@@ -107,14 +64,14 @@ sub crash_case
 	$graph->reset;
 	# slow every answer a little, so that the crash lands mid-run
 	$graph->script('errors', { delay => 0.01, status => 201, repeat => 100000 });
-	my @ids = queue($N, $tag);
+	my @ids = queue_errors($node, $N, $tag);
 	ok(wait_delivered($tag, $at, 30), "$name: the run started");
-	my $before = count_status($tag, 'delivered');
-	my $old_pid = worker_pid();
+	my $before = count_status($node, $tag, 'delivered');
+	my $old_pid = worker_pid($node);
 	$crash->($old_pid);
 	ok(wait_delivered($tag, $N, 60), "$name: all $N delivered in the end");
-	is(count_status($tag, 'pending') // -1, 0, "$name: none pending");
-	my $new_pid = worker_pid();
+	is(count_status($node, $tag, 'pending') // -1, 0, "$name: none pending");
+	my $new_pid = worker_pid($node);
 	ok(defined $new_pid && $new_pid != $old_pid, "$name: a new worker runs");
 	my ($lost, $dups) = missing(@ids);
 	is($lost, 0, "$name: each error reached Graph at least once");
@@ -162,7 +119,7 @@ my $bad = $node->safe_psql('postgres', q{
 	COMMIT;
 	SELECT :'id';
 });
-my @good = queue(50, 'poison');
+my @good = queue_errors($node, 50, 'poison');
 ok(wait_delivered('poison', 50, 20), 'the other deliveries are recorded');
 sleep 5;
 my $sends = grep { $_->{headers}{'client-request-id'} eq $bad } $graph->requests(kind => 'errors');

@@ -14,54 +14,16 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use JSON::PP;
 use FakeGraph;
+use EdusyncTest;
 
 my $TOKEN = 'batch-token';
 
 my $graph = FakeGraph->start(tokens => [$TOKEN]);
-my $node = PostgreSQL::Test::Cluster->new('batch');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'edusync'
-edusync.database = 'postgres'
-edusync.graph_url = '@{[ $graph->url ]}'
+my $node = edusync_node('batch', $graph, qq{
 edusync.bearer_token = '$TOKEN'
 edusync.timeout = '2s'
 edusync.batch_size = 20
 });
-$node->start;
-$node->safe_psql('postgres', q{
-	CREATE EXTENSION edusync;
-	INSERT INTO edusync.sync_profiles VALUES ('p1', 'one');
-});
-
-sub queue
-{
-	my ($n, $tag) = @_;
-	return split /\n/, $node->safe_psql('postgres', qq{
-		SET edusync.forward = 'async';
-		SELECT (edusync.create_sync_error('p1', 'Student', 'UnsynchronizableChange',
-			'$tag ' || g))->>'id'
-		FROM generate_series(1, $n) g});
-}
-
-sub settle
-{
-	my ($tag, $secs) = @_;
-	my $deadline = time + $secs;
-	my $left;
-	while (1)
-	{
-		$left = $node->safe_psql('postgres', qq{
-			SELECT count(*) FROM edusync.deliveries d JOIN edusync.sync_errors e
-			  ON e.profile_id = d.profile_id AND e.id = d.error_id
-			WHERE e.error_message LIKE '$tag %' AND d.status = 'pending'});
-		return 1 if $left eq '0';
-		last if time > $deadline;
-		sleep 0.1;
-	}
-	diag("$tag: $left still pending after $secs s");
-	return 0;
-}
 
 sub delivery
 {
@@ -80,8 +42,8 @@ sub items_with
 
 # --- twenty errors, one $batch, each item the request Graph documents
 $graph->reset;
-my @ids = queue(20, 'plain');
-ok(settle('plain', 20), 'twenty errors delivered');
+my @ids = queue_errors($node, 20, 'plain');
+ok(settle($node, 'plain', 20), 'twenty errors delivered');
 my @batches = $graph->requests(kind => 'batch');
 is(scalar @batches, 1, 'in one $batch request');
 is($batches[0]{raw_path}, '/beta/$batch', 'to {graph_url}/$batch');
@@ -115,8 +77,8 @@ $graph->script('batch_item',
 	  body => { error => { code => 'InvalidErrorCode', message => 'errorCode is not known.' } } },
 	{ status => 500, repeat => 5 });
 my $t0 = time;
-@ids = queue(20, 'mixed');
-ok(settle('mixed', 30), 'mixed statuses: nothing left pending');
+@ids = queue_errors($node, 20, 'mixed');
+ok(settle($node, 'mixed', 30), 'mixed statuses: nothing left pending');
 my @first = $graph->requests(kind => 'batch');
 my @throttled = items_with(429);
 my @rejected = items_with(400);
@@ -145,32 +107,32 @@ is(scalar @retried, 10, 'only the ten throttled and failed items were sent again
 # --- the whole $batch fails: it counts for every item
 $graph->reset;
 $graph->script('batch', { status => 503 });
-@ids = queue(20, 'outer');
-ok(settle('outer', 30), 'outer 503: nothing left pending');
+@ids = queue_errors($node, 20, 'outer');
+ok(settle($node, 'outer', 30), 'outer 503: nothing left pending');
 is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT status || '|' || attempts, ',')
 		FROM edusync.deliveries WHERE error_id IN @{[ $in->(@ids) ]}"),
 	'delivered|2', 'every item: delivered on its second attempt');
 
 $graph->reset;
 $graph->script('batch', { status => 429, headers => { 'Retry-After' => '1.5' } });
-@ids = queue(20, 'outer429');
-ok(settle('outer429', 30), 'outer 429: nothing left pending');
+@ids = queue_errors($node, 20, 'outer429');
+ok(settle($node, 'outer429', 30), 'outer 429: nothing left pending');
 @b = sort { $a->{time} <=> $b->{time} } $graph->requests(kind => 'batch');
 cmp_ok($b[1]{time} - $b[0]{time}, '>=', 1.45, 'the $batch\'s Retry-After was honoured');
 
 # --- an answer that leaves the items out: each is retried
 $graph->reset;
 $graph->script('batch', { status => 207, body => { responses => [] } });
-@ids = queue(5, 'partial');
-ok(settle('partial', 30), 'items missing from the answer: nothing left pending');
+@ids = queue_errors($node, 5, 'partial');
+ok(settle($node, 'partial', 30), 'items missing from the answer: nothing left pending');
 is($node->safe_psql('postgres', "SELECT string_agg(DISTINCT status || '|' || attempts, ',')
 		FROM edusync.deliveries WHERE error_id IN @{[ $in->(@ids) ]}"),
 	'delivered|2', 'each retried, then delivered');
 
 # --- hundreds of errors, twenty at a time
 $graph->reset;
-@ids = queue(300, 'many');
-ok(settle('many', 30), '300 errors delivered');
+@ids = queue_errors($node, 300, 'many');
+ok(settle($node, 'many', 30), '300 errors delivered');
 @b = $graph->requests(kind => 'batch');
 my $max = 0;
 for (@b) { my $n = scalar @{ $_->{json}{requests} }; $max = $n if $n > $max }

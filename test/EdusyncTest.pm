@@ -1,0 +1,94 @@
+# EdusyncTest.pm: what the TAP tests share: a cluster with edusync
+# preloaded and pointed at the fake Graph, and queueing and waiting for
+# async deliveries.
+package EdusyncTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our @EXPORT = qw(edusync_node queue_errors count_status settle worker_pid);
+
+# A started cluster named $name with edusync preloaded, edusync.graph_url
+# at $graph, $conf appended to postgresql.conf, the extension created and
+# the profiles p1 (and @extra_profiles) inserted.
+sub edusync_node
+{
+	my ($name, $graph, $conf, @extra_profiles) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'edusync'
+edusync.database = 'postgres'
+edusync.graph_url = '@{[ $graph->url ]}'
+$conf
+});
+	$node->start;
+	my $profiles = join(', ', map { "('$_', '$_')" } ('p1', @extra_profiles));
+	$node->safe_psql('postgres', qq{
+		CREATE EXTENSION edusync;
+		INSERT INTO edusync.sync_profiles VALUES $profiles;
+	});
+	return $node;
+}
+
+# Queue $n async errors of $profile (default p1), messages "$tag 1".."$tag $n",
+# in one transaction; their ids.
+sub queue_errors
+{
+	my ($node, $n, $tag, $profile) = @_;
+	$profile //= 'p1';
+	return split /\n/, $node->safe_psql('postgres', qq{
+		SET edusync.forward = 'async';
+		SELECT (edusync.create_sync_error('$profile', 'Student', 'UnsynchronizableChange',
+			'$tag ' || g))->>'id'
+		FROM generate_series(1, $n) g});
+}
+
+# How many deliveries of $tag have $status; undef while the server is down.
+sub count_status
+{
+	my ($node, $tag, $status) = @_;
+	my ($ret, $out) = $node->psql('postgres', qq{
+		SELECT count(*) FROM edusync.deliveries d JOIN edusync.sync_errors e
+		  ON e.profile_id = d.profile_id AND e.id = d.error_id
+		WHERE e.error_message LIKE '$tag %' AND d.status = '$status'});
+	return $ret == 0 ? $out : undef;
+}
+
+# Wait, at most $secs, until no delivery of $tag is pending; true if none is.
+sub settle
+{
+	my ($node, $tag, $secs) = @_;
+	my $deadline = time + $secs;
+	my $left;
+	while (1)
+	{
+		$left = count_status($node, $tag, 'pending');
+		return 1 if defined $left && $left eq '0';
+		last if time > $deadline;
+		sleep 0.1;
+	}
+	diag("$tag: " . ($left // 'unknown') . " still pending after $secs s");
+	return 0;
+}
+
+# The delivery worker's pid, waiting at most 30 s for it to run; undef if it does not.
+sub worker_pid
+{
+	my ($node) = @_;
+	my $deadline = time + 30;
+	while (time < $deadline)
+	{
+		my ($ret, $pid) = $node->psql('postgres',
+			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker'");
+		return $pid if $ret == 0 && $pid =~ /^\d+$/;
+		sleep 0.1;
+	}
+	return undef;
+}
+
+1;
