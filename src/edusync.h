@@ -111,6 +111,7 @@ typedef struct Outcome
 extern void ForwardError(const EdusyncError *err);
 extern void WakeWorkerAtCommit(void);
 extern Jsonb *ParseRemoteJson(const char *body, size_t len);
+extern JsonbValue *JsonbValueAt(JsonbContainer *container, const char *key);
 extern void ClassifyResponse(long status, const char *body, size_t body_len,
 							 double retry_after, const char *transport_error,
 							 Outcome *out);

@@ -68,8 +68,8 @@ ParseRemoteJson(const char *body, size_t len)
 }
 
 /* The value at key in a jsonb object container, or NULL. */
-static JsonbValue *
-ValueAt(JsonbContainer *container, const char *key)
+JsonbValue *
+JsonbValueAt(JsonbContainer *container, const char *key)
 {
 	JsonbValue	k;
 
@@ -85,7 +85,7 @@ ValueAt(JsonbContainer *container, const char *key)
 static char *
 StringAt(JsonbContainer *container, const char *key)
 {
-	JsonbValue *v = ValueAt(container, key);
+	JsonbValue *v = JsonbValueAt(container, key);
 
 	if (v == NULL || v->type != jbvString)
 		return NULL;
@@ -96,7 +96,7 @@ StringAt(JsonbContainer *container, const char *key)
 static JsonbContainer *
 ObjectAt(JsonbContainer *container, const char *key)
 {
-	JsonbValue *v = ValueAt(container, key);
+	JsonbValue *v = JsonbValueAt(container, key);
 
 	if (v == NULL || v->type != jbvBinary ||
 		!JsonContainerIsObject(v->val.binary.data))

@@ -647,6 +647,28 @@ RecordVerdicts(Flight *f, Verdict *verdicts)
  */
 
 /*
+ * In a PG_CATCH: pause the worker for an unsafe configuration (22023),
+ * with one warning; any other error is thrown again.
+ */
+static void
+PauseForUnsafeConfig(MemoryContext mcxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(mcxt);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode != ERRCODE_INVALID_PARAMETER_VALUE)
+		PG_RE_THROW();
+	FlushErrorState();
+	config_broken = true;
+	ereport(WARNING,
+			(errcode(edata->sqlerrcode),
+			 errmsg("edusync delivery worker paused: %s", edata->message),
+			 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+			 errhint("Fix the setting and reload the configuration; pending deliveries are kept.")));
+}
+
+/*
  * Check the forwarding configuration before any traffic.  On 22023 the
  * worker warns once and waits for a reload; other errors propagate.
  */
@@ -666,20 +688,8 @@ ConfigUsable(void)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_INVALID_PARAMETER_VALUE)
-			PG_RE_THROW();
-		FlushErrorState();
-		config_broken = true;
+		PauseForUnsafeConfig(mcxt);
 		ok = false;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("edusync delivery worker paused: %s", edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-				 errhint("Fix the setting and reload the configuration; pending deliveries are kept.")));
 	}
 	PG_END_TRY();
 	return ok;
@@ -711,20 +721,8 @@ GetToken(const char **token, bool *refreshable)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(mcxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_INVALID_PARAMETER_VALUE)
-			PG_RE_THROW();
-		FlushErrorState();
-		config_broken = true;
+		PauseForUnsafeConfig(mcxt);
 		unsafe = true;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("edusync delivery worker paused: %s", edata->message),
-				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-				 errhint("Fix the setting and reload the configuration; pending deliveries are kept.")));
 	}
 	PG_END_TRY();
 
@@ -960,20 +958,6 @@ FillWindow(void)
  * ---------------------------------------------------------------------
  */
 
-/* The value at key in a jsonb object container, or NULL. */
-static JsonbValue *
-ValueAt(JsonbContainer *container, const char *key)
-{
-	JsonbValue	k;
-
-	if (container == NULL || !JsonContainerIsObject(container))
-		return NULL;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(container, JB_FOBJECT, &k);
-}
-
 /* A JSON number as text. */
 static char *
 NumericText(Numeric n)
@@ -1029,7 +1013,7 @@ static void
 ReadBatchAnswer(const Flight *f, const GraphResponse *resp, Outcome *outs)
 {
 	Jsonb	   *json = ParseRemoteJson(resp->body, resp->body_len);
-	JsonbValue *responses = json ? ValueAt(&json->root, "responses") : NULL;
+	JsonbValue *responses = json ? JsonbValueAt(&json->root, "responses") : NULL;
 	bool	   *seen = palloc0(sizeof(bool) * f->ndeliveries);
 	JsonbContainer *arr;
 	int			count;
@@ -1057,8 +1041,8 @@ ReadBatchAnswer(const Flight *f, const GraphResponse *resp, Outcome *outs)
 				!JsonContainerIsObject(item->val.binary.data))
 				continue;
 			obj = item->val.binary.data;
-			id = ValueAt(obj, "id");
-			status = ValueAt(obj, "status");
+			id = JsonbValueAt(obj, "id");
+			status = JsonbValueAt(obj, "status");
 			if (id == NULL || id->type != jbvString ||
 				status == NULL || status->type != jbvNumeric)
 				continue;
@@ -1070,7 +1054,7 @@ ReadBatchAnswer(const Flight *f, const GraphResponse *resp, Outcome *outs)
 			if (*end != '\0' || code < 100 || code > 999)
 				continue;
 
-			body = ValueAt(obj, "body");
+			body = JsonbValueAt(obj, "body");
 			if (body != NULL && body->type == jbvBinary)
 			{
 				text = JsonbToCString(NULL, body->val.binary.data,
@@ -1083,7 +1067,7 @@ ReadBatchAnswer(const Flight *f, const GraphResponse *resp, Outcome *outs)
 				len = body->val.string.len;
 			}
 			seen[idx - 1] = true;
-			ClassifyResponse(code, text, len, ItemRetryAfter(ValueAt(obj, "headers")),
+			ClassifyResponse(code, text, len, ItemRetryAfter(JsonbValueAt(obj, "headers")),
 							 NULL, &outs[idx - 1]);
 		}
 	}
