@@ -14,6 +14,24 @@ SELECT count(*) - :before AS new_rows FROM edusync.sync_errors;
 SELECT try($$SELECT set_config('edusync.forward', 'sometimes', false)$$);
 SELECT try($$SELECT set_config('edusync.nonexistent', 'x', false)$$);
 
+-- retry_failed() queues failed deliveries again (of one profile, or all),
+-- with a fresh count of attempts; delivery_queue sums the queue up.
+INSERT INTO edusync.sync_profiles (id, display_name) VALUES ('q2', 'queue');
+SELECT count(*) FROM (
+	SELECT edusync.create_sync_error(p, 'Student', 'c', 'queued ' || p || g)
+	FROM (VALUES ('p1'), ('q2')) v(p), generate_series(1, 2) g) s;
+INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, last_status, last_error)
+	SELECT profile_id, id, 'failed', 8, 503, 'ServiceUnavailable: Service unavailable.'
+	FROM edusync.sync_errors WHERE error_message LIKE 'queued %';
+SELECT pending, failed, delivered_last_hour, oldest_pending_age IS NULL AS none_pending
+	FROM edusync.delivery_queue;
+SELECT edusync.retry_failed('q2');
+SELECT profile_id, status, attempts, last_status FROM edusync.deliveries ORDER BY 1, 2;
+SELECT edusync.retry_failed();
+SELECT edusync.retry_failed();
+SELECT pending, failed, oldest_pending_age IS NOT NULL AS some_pending FROM edusync.delivery_queue;
+DELETE FROM edusync.deliveries;
+
 -- A hostile search_path changes nothing.
 CREATE SCHEMA regress_evil;
 CREATE TABLE regress_evil.sync_errors (LIKE edusync.sync_errors);
