@@ -7,10 +7,12 @@ use strict;
 use warnings;
 use Exporter 'import';
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(edusync_node queue_errors count_status settle worker_pid);
+our @EXPORT = qw(edusync_node queue_errors count_status settle worker_pid
+  log_keeps_secrets);
 
 # A started cluster named $name with edusync preloaded, edusync.graph_url
 # at $graph, $conf appended to postgresql.conf, the extension created and
@@ -89,6 +91,19 @@ sub worker_pid
 		sleep 0.1;
 	}
 	return undef;
+}
+
+# Stop the node and check that its server log holds none of the named
+# secrets, nor any token the fake Graph issued.
+sub log_keeps_secrets
+{
+	my ($node, %secrets) = @_;
+	$node->stop;
+	my $log = slurp_file($node->logfile);
+	unlike($log, qr/\Q$secrets{$_}\E/, "the $_ is not in the server log")
+	  for sort keys %secrets;
+	unlike($log, qr/fake-[0-9a-f]{8}/, 'no fetched token in the server log');
+	return;
 }
 
 1;
