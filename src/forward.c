@@ -48,17 +48,49 @@ RequirePreload(void)
 						 "and runs the delivery worker.")));
 }
 
+/* Deepest nesting of a remote JSON answer that is parsed at all. */
+#define REMOTE_JSON_MAX_DEPTH	64
+
+/*
+ * Is the nesting of arrays and objects in a JSON text at most max deep?
+ * The server's parsers recurse and would raise for a hostile depth.
+ */
+static bool
+JsonDepthWithin(const char *s, size_t len, int max)
+{
+	int			depth = 0;
+	bool		in_string = false;
+
+	for (size_t i = 0; i < len; i++)
+	{
+		if (in_string)
+		{
+			if (s[i] == '\\')
+				i++;
+			else if (s[i] == '"')
+				in_string = false;
+		}
+		else if (s[i] == '"')
+			in_string = true;
+		else if ((s[i] == '{' || s[i] == '[') && ++depth > max)
+			return false;
+		else if (s[i] == '}' || s[i] == ']')
+			depth--;
+	}
+	return true;
+}
+
 /*
  * Parse a body that came over the network as jsonb; NULL when it is not
- * valid JSON.  Checked with the non-throwing parser first, so a malformed
- * answer never raises.
+ * valid JSON (or is nested deeper than any Graph answer).  Checked with the
+ * non-throwing parser first, so a malformed answer never raises.
  */
 Jsonb *
 ParseRemoteJson(const char *body, size_t len)
 {
 	JsonLexContext *lex;
 
-	if (body == NULL || len == 0)
+	if (body == NULL || len == 0 || !JsonDepthWithin(body, len, REMOTE_JSON_MAX_DEPTH))
 		return NULL;
 	lex = makeJsonLexContextCstringLen((char *) body, len, GetDatabaseEncoding(), true);
 	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)

@@ -143,6 +143,12 @@ like($err, qr/DETAIL:  InvalidEntryType: The entry type is not known\./, 'detail
 is(count_errors(), $before, 'row not kept after YG001');
 is(scalar($graph->requests(kind => 'errors')), 1, 'a 400 is not retried');
 
+# --- a hostile answer (nested far deeper than any Graph body) is not parsed
+$graph->reset;
+$graph->script('errors', { status => 400, body => ('[' x 200000) . (']' x 200000) });
+($ok, $out, $err) = sync_sql(create_sql());
+like($err, qr/ERROR:  YG001: .*\nDETAIL:  HTTP status 400\./, 'a deeply nested answer is YG001, not a stack overflow');
+
 # --- YG002: still failing when attempts run out
 $graph->reset;
 $graph->script('errors', { status => 503, repeat => 10 });
