@@ -23,23 +23,12 @@ my $graph = FakeGraph->start(
 	client_secret => $CLIENT_SECRET,
 	expires_in => 3599);
 
-my $node = PostgreSQL::Test::Cluster->new('sync');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'edusync'
-edusync.graph_url = '@{[ $graph->url ]}'
-edusync.bearer_token = '$STATIC_TOKEN'
-edusync.tenant_id = 'contoso'
-edusync.client_id = 'edusync-client'
-edusync.client_secret = '$CLIENT_SECRET'
-edusync.token_url = '@{[ $graph->token_url ]}'
+my $node = edusync_node('sync', $graph,
+	credentials_conf($graph, $STATIC_TOKEN, $CLIENT_SECRET) . qq{
 edusync.timeout = '3s'
 edusync.max_attempts = 4
 });
-$node->start;
 $node->safe_psql('postgres', q{
-	CREATE EXTENSION edusync;
-	INSERT INTO edusync.sync_profiles VALUES ('p1', 'one');
 	CREATE ROLE plain LOGIN;
 	GRANT USAGE ON SCHEMA edusync TO plain;
 	GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA edusync TO plain;

@@ -25,12 +25,8 @@ my $graph = FakeGraph->start(
 	client_id => 'edusync-client',
 	client_secret => $CLIENT_SECRET);
 
-my $node = edusync_node('async', $graph, qq{
-edusync.bearer_token = '$TOKEN'
-edusync.tenant_id = 'contoso'
-edusync.client_id = 'edusync-client'
-edusync.client_secret = '$CLIENT_SECRET'
-edusync.token_url = '@{[ $graph->token_url ]}'
+my $node = edusync_node('async', $graph,
+	credentials_conf($graph, $TOKEN, $CLIENT_SECRET) . qq{
 edusync.timeout = '2s'
 }, 'p2');
 

@@ -11,8 +11,8 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT = qw(edusync_node queue_errors count_status settle worker_pid
-  log_keeps_secrets);
+our @EXPORT = qw(edusync_node credentials_conf queue_errors count_status settle
+  worker_pid log_keeps_secrets);
 
 # A started cluster named $name with edusync preloaded, edusync.graph_url
 # at $graph, $conf appended to postgresql.conf, the extension created and
@@ -35,6 +35,20 @@ $conf
 		INSERT INTO edusync.sync_profiles VALUES $profiles;
 	});
 	return $node;
+}
+
+# postgresql.conf lines for a static token and the client-credentials flow
+# against the fake Graph (tenant contoso, client edusync-client).
+sub credentials_conf
+{
+	my ($graph, $token, $secret) = @_;
+	return qq{
+edusync.bearer_token = '$token'
+edusync.tenant_id = 'contoso'
+edusync.client_id = 'edusync-client'
+edusync.client_secret = '$secret'
+edusync.token_url = '@{[ $graph->token_url ]}'
+};
 }
 
 # Queue $n async errors of $profile (default p1), messages "$tag 1".."$tag $n",
