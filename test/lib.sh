@@ -9,7 +9,9 @@ set -euo pipefail
 
 EDUSYNC_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=${PG_MAJOR:-15}
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# PG_BIN may name another installation (a private copy of the server's
+# folders, for example), else Debian's.
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=$PG_BIN/pg_config
 PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR libcurl4-openssl-dev
 	libipc-run-perl perl python3 make gcc ca-certificates"
