@@ -24,6 +24,47 @@
 /* Graph's own limit on $top. */
 #define LIST_TOP_MAX	999
 
+/* Graph's own base URL: links in answers use it when none is configured. */
+#define GRAPH_DOCUMENTED_BASE	"https://graph.microsoft.com/beta"
+
+/*
+ * The base of the links in answers: edusync.graph_url (Graph's own when
+ * empty), without trailing slashes.  Links are only text: building them
+ * needs none of the checks a send needs.
+ */
+static char *
+LinkBase(void)
+{
+	const char *base = (edusync_graph_url != NULL && edusync_graph_url[0] != '\0') ?
+		edusync_graph_url : GRAPH_DOCUMENTED_BASE;
+	size_t		n = strlen(base);
+
+	while (n > 0 && base[n - 1] == '/')
+		n--;
+	return pnstrdup(base, n);
+}
+
+/* The link to a profile's errors collection (LinkBase + errors_path). */
+static char *
+CollectionLink(const char *profile_id)
+{
+	const char *path = edusync_errors_path ? edusync_errors_path : "";
+	const char *slot = strstr(path, "{profile_id}");
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, LinkBase());
+	if (slot != NULL)
+	{
+		appendBinaryStringInfo(&buf, path, slot - path);
+		appendStringInfoString(&buf, GraphEscapeSegment(profile_id));
+		appendStringInfoString(&buf, slot + strlen("{profile_id}"));
+	}
+	else
+		appendStringInfoString(&buf, path);
+	return buf.data;
+}
+
 /* The profile id argument, validated; 23502 when NULL. */
 static char *
 ProfileIdArg(FunctionCallInfo fcinfo)
@@ -72,8 +113,7 @@ CreateError(EdusyncError *err)
 	if (!err->id_given)
 		NewId(&err->id);
 
-	if (StoreError(err))
-		ForwardError(err);
+	ForwardError(err, !StoreError(err));
 
 	answer = AnswerJsonb(err, true);
 	PG_RETURN_JSONB_P(answer);
@@ -182,7 +222,7 @@ list_sync_errors(PG_FUNCTION_ARGS)
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	PushPair(&state, "@odata.context",
 			 psprintf("%s/$metadata#education/synchronizationProfiles('%s')/errors",
-					  edusync_graph_url, GraphEscape(profile_id)));
+					  LinkBase(), GraphEscape(profile_id)));
 	key.type = jbvString;
 	key.val.string.val = "value";
 	key.val.string.len = strlen("value");
@@ -192,9 +232,14 @@ list_sync_errors(PG_FUNCTION_ARGS)
 		PushAnswer(&state, &errs[i], true);
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	if (n > top)
+	{
+		char	   *link = CollectionLink(profile_id);
+
 		PushPair(&state, "@odata.nextLink",
-				 psprintf("%s?$top=%d&$skip=%lld", GraphErrorsUrl(profile_id),
+				 psprintf("%s%c$top=%d&$skip=%lld", link,
+						  strchr(link, '?') ? '&' : '?',
 						  top, (long long) skip + top));
+	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
@@ -222,8 +267,9 @@ retry_failed(PG_FUNCTION_ARGS)
 	SPI_connect();
 	RunPlan(&plan,
 			"UPDATE edusync.deliveries "
-			"SET status = 'pending', attempts = 0, next_attempt_at = now() "
-			"WHERE status = 'failed' AND ($1::text IS NULL OR profile_id = $1)",
+			"SET status = 'pending', attempts = 0, next_attempt_at = pg_catalog.now() "
+			"WHERE status OPERATOR(pg_catalog.=) 'failed' "
+			"AND ($1 IS NULL OR profile_id OPERATOR(pg_catalog.=) $1)",
 			1, types, values, nulls, false, 0);
 	n = SPI_processed;
 	SPI_finish();

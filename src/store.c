@@ -120,6 +120,9 @@ SameContent(const EdusyncError *retry, const EdusyncError *stored)
 		 retry->recorded_date_time == stored->recorded_date_time);
 }
 
+static bool ReadError(const char *profile_id, const pg_uuid_t *id,
+					  bool read_only, EdusyncError *err);
+
 /* Does the profile exist? */
 bool
 ProfileExists(const char *profile_id)
@@ -132,7 +135,7 @@ ProfileExists(const char *profile_id)
 	values[0] = TextParam(profile_id, &nulls[0]);
 	SPI_connect();
 	RunPlan(&profile_plan,
-			"SELECT 1 FROM edusync.sync_profiles WHERE id = $1",
+			"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1",
 			1, types, values, nulls, true, 1);
 	found = (SPI_processed == 1);
 	SPI_finish();
@@ -180,7 +183,7 @@ StoreError(EdusyncError *err)
 	RunPlan(&insert_plan,
 			"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
 			"SELECT p.id, $2, $3, $4, $5, $6, $7, $8 "
-			"FROM edusync.sync_profiles p WHERE p.id = $1 "
+			"FROM edusync.sync_profiles p WHERE p.id OPERATOR(pg_catalog.=) $1 "
 			"ON CONFLICT (profile_id, id) DO NOTHING",
 			8, types, values, nulls, false, 0);
 	inserted = (SPI_processed == 1);
@@ -188,7 +191,12 @@ StoreError(EdusyncError *err)
 	if (inserted)
 		return true;
 
-	if (!FetchError(err->profile_id, &err->id, &stored))
+	/*
+	 * Read it back with a new snapshot: the row may have been inserted by
+	 * this statement (a replay in the same query) or committed by another
+	 * session since the statement began (ON CONFLICT waited for it).
+	 */
+	if (!ReadError(err->profile_id, &err->id, false, &stored))
 		NoSuchProfile(err->profile_id);
 	if (!SameContent(err, &stored))
 		ereport(ERROR,
@@ -204,6 +212,17 @@ StoreError(EdusyncError *err)
 bool
 FetchError(const char *profile_id, const pg_uuid_t *id, EdusyncError *err)
 {
+	return ReadError(profile_id, id, true, err);
+}
+
+/*
+ * Read one stored error into err.  read_only: in the caller's snapshot;
+ * else in a new one that sees what this statement and others committed.
+ */
+static bool
+ReadError(const char *profile_id, const pg_uuid_t *id, bool read_only,
+		  EdusyncError *err)
+{
 	static const Oid types[] = {TEXTOID, UUIDOID};
 	MemoryContext mcxt = CurrentMemoryContext;
 	Datum		values[2];
@@ -216,8 +235,8 @@ FetchError(const char *profile_id, const pg_uuid_t *id, EdusyncError *err)
 	SPI_connect();
 	RunPlan(&fetch_plan,
 			"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
-			"WHERE profile_id = $1 AND id = $2",
-			2, types, values, nulls, true, 1);
+			"WHERE profile_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2",
+			2, types, values, nulls, read_only, 1);
 	found = (SPI_processed == 1);
 	if (found)
 		RowToError(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, profile_id,
@@ -248,7 +267,7 @@ ListErrors(const char *profile_id, int64 limit, int64 skip,
 	SPI_connect();
 	RunPlan(&list_plan,
 			"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
-			"WHERE profile_id = $1 "
+			"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
 			"ORDER BY recorded_date_time DESC, id DESC LIMIT $2 OFFSET $3",
 			3, types, values, nulls, true, 0);
 	n = (int) SPI_processed;

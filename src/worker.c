@@ -58,6 +58,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -73,6 +74,7 @@
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -85,6 +87,7 @@
 
 #include "edusync.h"
 #include "graph_client.h"
+#include "remote.h"
 
 #define WORKER_NAME				"edusync delivery worker"
 #define WORKER_RESTART_S		5	/* restart delay after the worker dies */
@@ -184,6 +187,12 @@ static WorkerShared *worker_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 #endif
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static void WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								 bool readOnlyTree, ProcessUtilityContext context,
+								 ParamListInfo params, QueryEnvironment *queryEnv,
+								 DestReceiver *dest, QueryCompletion *qc);
 
 /* The worker's own state. */
 static MemoryContext WorkerContext = NULL;	/* flights in flight */
@@ -269,6 +278,8 @@ WorkerRegister(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = WorkerShmemStartup;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = WorkerProcessUtility;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
@@ -297,6 +308,85 @@ WorkerWake(void)
 	SpinLockRelease(&worker_shared->mutex);
 	if (procno >= 0)
 		SetLatch(&GetPGProcByNumber(procno)->procLatch);
+}
+
+/*
+ * Does a delivery worker serve this database?  Async creates elsewhere
+ * would be queued for nobody, so they are refused.
+ */
+bool
+WorkerServesDatabase(Oid dbid)
+{
+	char	   *name = get_database_name(dbid);
+
+	return edusync_database != NULL && name != NULL &&
+		strcmp(name, edusync_database) == 0;
+}
+
+/*
+ * DROP DATABASE of the worker's database is about to run: stop the worker
+ * and wait (at most 5 s) for it to leave, so that the drop does not fail
+ * for the worker's connection.
+ */
+static void
+WorkerLeaveDatabase(const char *dbname)
+{
+	int			procno;
+	TimestampTz deadline;
+
+	if (worker_shared == NULL || edusync_database == NULL ||
+		strcmp(dbname, edusync_database) != 0)
+		return;
+	SpinLockAcquire(&worker_shared->mutex);
+	procno = worker_shared->pgprocno;
+	SpinLockRelease(&worker_shared->mutex);
+	if (procno < 0)
+		return;
+	kill(GetPGProcByNumber(procno)->pid, SIGTERM);
+	deadline = GetCurrentTimestamp() + 5 * USECS_PER_SEC;
+	while (GetCurrentTimestamp() < deadline)
+	{
+		SpinLockAcquire(&worker_shared->mutex);
+		procno = worker_shared->pgprocno;
+		SpinLockRelease(&worker_shared->mutex);
+		if (procno < 0)
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Utility statements that concern the worker: DROP DATABASE of its
+ * database stops it first; COMMIT PREPARED may have queued deliveries, and
+ * wakes it (the XactCallback of a prepared transaction never sees its
+ * commit).
+ */
+static void
+WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		wake = false;
+
+	if (IsA(stmt, DropdbStmt))
+		WorkerLeaveDatabase(((DropdbStmt *) stmt)->dbname);
+	else if (IsA(stmt, TransactionStmt) &&
+			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
+		wake = true;
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+							queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+	if (wake)
+		WorkerWake();
 }
 
 /* Withdraw the worker's latch from shared memory as it exits. */
@@ -540,9 +630,11 @@ ClaimDue(int limit, ClaimedRow **rows)
 			"e.recorded_date_time, e.reportable_identifier "
 			"FROM edusync.deliveries d "
 			"JOIN edusync.sync_errors e "
-			"ON e.profile_id = d.profile_id AND e.id = d.error_id "
-			"WHERE d.status = 'pending' AND d.next_attempt_at <= now() "
-			"AND d.error_id <> ALL ($1) "
+			"ON e.profile_id OPERATOR(pg_catalog.=) d.profile_id "
+			"AND e.id OPERATOR(pg_catalog.=) d.error_id "
+			"WHERE d.status OPERATOR(pg_catalog.=) 'pending' "
+			"AND d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
+			"AND d.error_id OPERATOR(pg_catalog.<>) ALL ($1) "
 			"ORDER BY d.next_attempt_at LIMIT $2",
 			2, types, values, nulls, true, 0);
 
@@ -578,8 +670,9 @@ ClaimDue(int limit, ClaimedRow **rows)
 
 		/* every due one not in flight was read: when is the next one due? */
 		RunPlan(&next_due_plan,
-				"SELECT min(next_attempt_at) FROM edusync.deliveries "
-				"WHERE status = 'pending' AND next_attempt_at > now()",
+				"SELECT pg_catalog.min(next_attempt_at) FROM edusync.deliveries "
+				"WHERE status OPERATOR(pg_catalog.=) 'pending' "
+				"AND next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
 				0, NULL, NULL, NULL, true, 1);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 						  &isnull);
@@ -629,12 +722,16 @@ RecordVerdicts(Flight *f, Verdict *verdicts)
 
 		RunPlan(&record_plan,
 				"UPDATE edusync.deliveries SET status = $3, "
-				"attempts = attempts + 1, last_status = $4, last_error = $5, "
-				"remote_id = $6, "
-				"delivered_at = CASE WHEN $3 = 'delivered' THEN now() END, "
-				"next_attempt_at = CASE WHEN $3 = 'pending' "
-				"THEN now() + $7 * interval '1 millisecond' END "
-				"WHERE profile_id = $1 AND error_id = $2 AND status = 'pending'",
+				"attempts = attempts OPERATOR(pg_catalog.+) 1, "
+				"last_status = $4, last_error = $5, remote_id = $6, "
+				"delivered_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'delivered' "
+				"THEN pg_catalog.now() END, "
+				"next_attempt_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'pending' "
+				"THEN pg_catalog.now() OPERATOR(pg_catalog.+) "
+				"pg_catalog.make_interval(secs => $7 OPERATOR(pg_catalog./) 1000) END "
+				"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
+				"AND error_id OPERATOR(pg_catalog.=) $2 "
+				"AND status OPERATOR(pg_catalog.=) 'pending'",
 				7, types, values, nulls, false, 0);
 	}
 	EndWork(outer);
@@ -958,45 +1055,6 @@ FillWindow(void)
  * ---------------------------------------------------------------------
  */
 
-/* A JSON number as text. */
-static char *
-NumericText(Numeric n)
-{
-	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
-}
-
-/* Retry-After in a $batch item's headers object (any case), or -1. */
-static double
-ItemRetryAfter(JsonbValue *headers)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	bool		want = false;
-	double		ra = -1;
-
-	if (headers == NULL || headers->type != jbvBinary ||
-		!JsonContainerIsObject(headers->val.binary.data))
-		return -1;
-	it = JsonbIteratorInit(headers->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-			want = (v.val.string.len == 11 &&
-					pg_strncasecmp(v.val.string.val, "Retry-After", 11) == 0);
-		else if (tok == WJB_VALUE && want)
-		{
-			if (v.type == jbvString)
-				ra = GraphParseRetryAfter(pnstrdup(v.val.string.val,
-												   v.val.string.len));
-			else if (v.type == jbvNumeric)
-				ra = GraphParseRetryAfter(NumericText(v.val.numeric));
-			want = false;
-		}
-	}
-	return ra;
-}
-
 /* Set out to "no usable answer for this delivery", worth a retry. */
 static void
 NoAnswer(Outcome *out, const char *reason)
@@ -1008,68 +1066,84 @@ NoAnswer(Outcome *out, const char *reason)
 	out->reason = pstrdup(reason);
 }
 
+/* One item of a $batch answer, as read (by its position in "responses"). */
+typedef struct BatchItem
+{
+	char	   *id;				/* our request's id, "1".."20" */
+	char	   *status;			/* the status, as the number's text */
+	double		retry_after;	/* its Retry-After header, or -1 */
+	RemoteAnswer body;
+} BatchItem;
+
+/* What a $batch answer holds, for RemoteJsonWalk. */
+typedef struct BatchRead
+{
+	int			nitems;
+	BatchItem	items[WORKER_BATCH_MAX];
+} BatchRead;
+
+/* RemoteJsonWalk's visitor: sort responses/N/... into items[N]. */
+static void
+BatchVisit(void *arg, const char *path, bool is_string, const char *value)
+{
+	BatchRead  *br = (BatchRead *) arg;
+	const char *rest;
+	char	   *end;
+	long		pos;
+	BatchItem  *item;
+
+	if (strncmp(path, "responses/", 10) != 0)
+		return;
+	pos = strtol(path + 10, &end, 10);
+	if (end == path + 10 || *end != '/' || pos < 0 || pos >= WORKER_BATCH_MAX)
+		return;
+	rest = end + 1;
+	item = &br->items[pos];
+	if (pos >= br->nitems)
+	{
+		for (int i = br->nitems; i <= pos; i++)
+			br->items[i].retry_after = -1;
+		br->nitems = pos + 1;
+	}
+
+	if (strcmp(rest, "id") == 0 && is_string && item->id == NULL)
+		item->id = pstrdup(value);
+	else if (strcmp(rest, "status") == 0 && !is_string && item->status == NULL)
+		item->status = pstrdup(value);
+	else if (pg_strcasecmp(rest, "headers/Retry-After") == 0)
+		item->retry_after = GraphParseRetryAfter(value);
+	else if (strncmp(rest, "body/", 5) == 0)
+		RemoteAnswerVisit(&item->body, rest + 5, is_string, value);
+	else if (strcmp(rest, "body") == 0 && is_string)
+		RemoteReadAnswer(value, strlen(value), &item->body);
+}
+
 /* Read each item's answer from a $batch answer into outs[]. */
 static void
 ReadBatchAnswer(const Flight *f, const GraphResponse *resp, Outcome *outs)
 {
-	Jsonb	   *json = ParseRemoteJson(resp->body, resp->body_len);
-	JsonbValue *responses = json ? JsonbValueAt(&json->root, "responses") : NULL;
+	BatchRead  *br = palloc0(sizeof(BatchRead));
 	bool	   *seen = palloc0(sizeof(bool) * f->ndeliveries);
-	JsonbContainer *arr;
-	int			count;
 
-	if (responses != NULL && responses->type == jbvBinary &&
-		JsonContainerIsArray(responses->val.binary.data))
+	(void) RemoteJsonWalk(resp->body, resp->body_len, BatchVisit, br);
+	for (int i = 0; i < br->nitems; i++)
 	{
-		arr = responses->val.binary.data;
-		count = JsonContainerSize(arr);
-		for (int i = 0; i < count; i++)
-		{
-			JsonbValue *item = getIthJsonbValueFromContainer(arr, i);
-			JsonbContainer *obj;
-			JsonbValue *id;
-			JsonbValue *status;
-			JsonbValue *body;
-			char	   *idtext;
-			char	   *end;
-			long		idx;
-			long		code;
-			char	   *text = NULL;
-			size_t		len = 0;
+		BatchItem  *item = &br->items[i];
+		char	   *end;
+		long		idx;
+		long		code;
 
-			if (item == NULL || item->type != jbvBinary ||
-				!JsonContainerIsObject(item->val.binary.data))
-				continue;
-			obj = item->val.binary.data;
-			id = JsonbValueAt(obj, "id");
-			status = JsonbValueAt(obj, "status");
-			if (id == NULL || id->type != jbvString ||
-				status == NULL || status->type != jbvNumeric)
-				continue;
-			idtext = pnstrdup(id->val.string.val, id->val.string.len);
-			idx = strtol(idtext, &end, 10);
-			if (*end != '\0' || idx < 1 || idx > f->ndeliveries || seen[idx - 1])
-				continue;
-			code = strtol(NumericText(status->val.numeric), &end, 10);
-			if (*end != '\0' || code < 100 || code > 999)
-				continue;
-
-			body = JsonbValueAt(obj, "body");
-			if (body != NULL && body->type == jbvBinary)
-			{
-				text = JsonbToCString(NULL, body->val.binary.data,
-									  body->val.binary.len);
-				len = strlen(text);
-			}
-			else if (body != NULL && body->type == jbvString)
-			{
-				text = pnstrdup(body->val.string.val, body->val.string.len);
-				len = body->val.string.len;
-			}
-			seen[idx - 1] = true;
-			ClassifyResponse(code, text, len, ItemRetryAfter(JsonbValueAt(obj, "headers")),
-							 NULL, &outs[idx - 1]);
-		}
+		if (item->id == NULL || item->status == NULL)
+			continue;
+		idx = strtol(item->id, &end, 10);
+		if (*end != '\0' || idx < 1 || idx > f->ndeliveries || seen[idx - 1])
+			continue;
+		code = strtol(item->status, &end, 10);
+		if (*end != '\0' || code < 100 || code > 999)
+			continue;
+		seen[idx - 1] = true;
+		ClassifyAnswer(code, &item->body, item->retry_after, NULL,
+					   &outs[idx - 1]);
 	}
 
 	for (int i = 0; i < f->ndeliveries; i++)
@@ -1373,6 +1447,15 @@ edusync_worker_main(Datum main_arg)
 	WorkerPublish();
 	BackgroundWorkerInitializeConnection(edusync_database, NULL, 0);
 	pgstat_report_appname(WORKER_NAME);
+
+	/*
+	 * The worker is a superuser in a database whose owner may not be one:
+	 * nothing the owner set (ALTER DATABASE ... SET search_path) may choose
+	 * which functions or operators its statements run.  Every name in its
+	 * SQL is qualified too.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET,
+					PGC_S_OVERRIDE);
 
 	/* losing the last outcomes in a crash only means sending them again */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);

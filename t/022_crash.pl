@@ -98,12 +98,14 @@ crash_case('the worker terminated', 'terminate', 300, sub {
 });
 
 # --- a row whose outcome cannot be recorded: the others go on, no spin
+# (the worker runs with search_path = pg_catalog, pg_temp: a trigger on
+# its tables qualifies its names, as every trigger should)
 $graph->reset;
 $node->safe_psql('postgres', q{
 	CREATE TABLE poison (error_id uuid);
 	CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 	BEGIN
-		IF EXISTS (SELECT 1 FROM poison WHERE error_id = NEW.error_id) THEN
+		IF EXISTS (SELECT 1 FROM public.poison WHERE error_id = NEW.error_id) THEN
 			RAISE EXCEPTION 'refusing to record %', NEW.error_id;
 		END IF;
 		RETURN NEW;
