@@ -15,10 +15,11 @@ OBJS = \
 	src/forward.o \
 	src/graph_client.o \
 	src/token.o \
-	src/worker.o
+	src/worker.o \
+	src/remote.o
 
-DATA = sql/edusync--0.1.0.sql
-REGRESS = create validate read privileges lifecycle
+DATA = sql/edusync--0.1.0.sql sql/edusync--0.1.0--0.2.0.sql sql/edusync--0.2.0.sql
+REGRESS = create validate read privileges lifecycle trust
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Isrc
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare

@@ -10,6 +10,7 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -113,11 +114,15 @@ AnswerJsonb(const EdusyncError *err, bool with_id)
 	return JsonbValueToJsonb(PushAnswer(&state, err, with_id));
 }
 
-/* The body of a request to Graph: the answer without the read-only id. */
+/*
+ * The body of a request to Graph: the answer without the read-only id, in
+ * UTF-8 whatever the database encoding.
+ */
 char *
 RequestBody(const EdusyncError *err)
 {
 	Jsonb	   *body = AnswerJsonb(err, false);
+	char	   *text = JsonbToCString(NULL, &body->root, VARSIZE(body));
 
-	return JsonbToCString(NULL, &body->root, VARSIZE(body));
+	return pg_server_to_any(text, strlen(text), PG_UTF8);
 }

@@ -61,9 +61,9 @@ _PG_init(void)
 
 	DefineCustomStringVariable("edusync.graph_url",
 							   "Sets the base URL of the Graph endpoint errors are forwarded to.",
-							   "https only, or http to a loopback host.",
+							   "Empty: forwarding is refused until it is set.  https only, or http to a loopback host.  Graph itself is https://graph.microsoft.com/beta.",
 							   &edusync_graph_url,
-							   "https://graph.microsoft.com/beta",
+							   "",
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);

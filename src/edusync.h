@@ -108,16 +108,20 @@ typedef struct Outcome
 } Outcome;
 
 /* forward.c */
-extern void ForwardError(const EdusyncError *err);
+extern void ForwardError(const EdusyncError *err, bool replay);
 extern void WakeWorkerAtCommit(void);
-extern Jsonb *ParseRemoteJson(const char *body, size_t len);
-extern JsonbValue *JsonbValueAt(JsonbContainer *container, const char *key);
+struct RemoteAnswer;
 extern void ClassifyResponse(long status, const char *body, size_t body_len,
 							 double retry_after, const char *transport_error,
 							 Outcome *out);
+extern void ClassifyAnswer(long status, const struct RemoteAnswer *ans,
+						   double retry_after, const char *transport_error,
+						   Outcome *out);
+extern char *Sentence(const char *text);
 
 /* worker.c */
 extern void WorkerRegister(void);
 extern void WorkerWake(void);
+extern bool WorkerServesDatabase(Oid dbid);
 
 #endif							/* EDUSYNC_H */

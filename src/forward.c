@@ -11,6 +11,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "common/jsonapi.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -24,6 +25,7 @@
 
 #include "edusync.h"
 #include "graph_client.h"
+#include "remote.h"
 
 /* First backoff step of sync mode: the whole send fits in edusync.timeout. */
 #define SYNC_BACKOFF_BASE_MS	250
@@ -48,92 +50,15 @@ RequirePreload(void)
 						 "and runs the delivery worker.")));
 }
 
-/* Deepest nesting of a remote JSON answer that is parsed at all. */
-#define REMOTE_JSON_MAX_DEPTH	64
-
-/*
- * Is the nesting of arrays and objects in a JSON text at most max deep?
- * The server's parsers recurse and would raise for a hostile depth.
- */
-static bool
-JsonDepthWithin(const char *s, size_t len, int max)
+/* Raise 55000 unless an endpoint is configured: no default points at Graph. */
+static void
+RequireEndpoint(void)
 {
-	int			depth = 0;
-	bool		in_string = false;
-
-	for (size_t i = 0; i < len; i++)
-	{
-		if (in_string)
-		{
-			if (s[i] == '\\')
-				i++;
-			else if (s[i] == '"')
-				in_string = false;
-		}
-		else if (s[i] == '"')
-			in_string = true;
-		else if ((s[i] == '{' || s[i] == '[') && ++depth > max)
-			return false;
-		else if (s[i] == '}' || s[i] == ']')
-			depth--;
-	}
-	return true;
-}
-
-/*
- * Parse a body that came over the network as jsonb; NULL when it is not
- * valid JSON (or is nested deeper than any Graph answer).  Checked with the
- * non-throwing parser first, so a malformed answer never raises.
- */
-Jsonb *
-ParseRemoteJson(const char *body, size_t len)
-{
-	JsonLexContext *lex;
-
-	if (body == NULL || len == 0 || !JsonDepthWithin(body, len, REMOTE_JSON_MAX_DEPTH))
-		return NULL;
-	lex = makeJsonLexContextCstringLen((char *) body, len, GetDatabaseEncoding(), true);
-	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
-		return NULL;
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(pnstrdup(body, len))));
-}
-
-/* The value at key in a jsonb object container, or NULL. */
-JsonbValue *
-JsonbValueAt(JsonbContainer *container, const char *key)
-{
-	JsonbValue	k;
-
-	if (container == NULL || !JsonContainerIsObject(container))
-		return NULL;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(container, JB_FOBJECT, &k);
-}
-
-/* The string at key in a jsonb object container; NULL if absent or not a string. */
-static char *
-StringAt(JsonbContainer *container, const char *key)
-{
-	JsonbValue *v = JsonbValueAt(container, key);
-
-	if (v == NULL || v->type != jbvString)
-		return NULL;
-	return pnstrdup(v->val.string.val, v->val.string.len);
-}
-
-/* The object at key in a jsonb object container, or NULL. */
-static JsonbContainer *
-ObjectAt(JsonbContainer *container, const char *key)
-{
-	JsonbValue *v = JsonbValueAt(container, key);
-
-	if (v == NULL || v->type != jbvBinary ||
-		!JsonContainerIsObject(v->val.binary.data))
-		return NULL;
-	return v->val.binary.data;
+	if (edusync_graph_url == NULL || edusync_graph_url[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("forwarding needs an endpoint, and edusync.graph_url is empty"),
+				 errhint("Set edusync.graph_url in postgresql.conf (Graph itself is https://graph.microsoft.com/beta) and reload.")));
 }
 
 /*
@@ -146,28 +71,46 @@ ClassifyResponse(long status, const char *body, size_t body_len,
 				 double retry_after, const char *transport_error,
 				 Outcome *out)
 {
-	Jsonb	   *json = ParseRemoteJson(body, body_len);
-	JsonbContainer *root = json ? &json->root : NULL;
-	JsonbContainer *error = ObjectAt(root, "error");
-	char	   *code = StringAt(error, "code");
-	char	   *message = StringAt(error, "message");
+	RemoteAnswer ans;
 
+	RemoteReadAnswer(body, body_len, &ans);
+	ClassifyAnswer(status, &ans, retry_after, transport_error, out);
+}
+
+/* A sentence: text with a final period, unless it already has one. */
+char *
+Sentence(const char *text)
+{
+	size_t		n = strlen(text);
+
+	return (n > 0 && text[n - 1] == '.') ? pstrdup(text) : psprintf("%s.", text);
+}
+
+/* As ClassifyResponse, for an answer body already read into ans. */
+void
+ClassifyAnswer(long status, const RemoteAnswer *ans, double retry_after,
+			   const char *transport_error, Outcome *out)
+{
 	memset(out, 0, sizeof(*out));
 	out->status = status;
 	out->retry_after = retry_after;
 
 	if (status == 0)
-		out->reason = pstrdup(transport_error ? transport_error : "no answer");
-	else if (code || message)
-		out->reason = psprintf("%s: %s", code ? code : "(no code)",
-							   message ? message : "(no message)");
+		out->reason = RemoteText(transport_error ? transport_error : "no answer",
+								 strlen(transport_error ? transport_error : "no answer"),
+								 REMOTE_TEXT_MAX);
+	else if (ans->code || ans->message)
+		out->reason = psprintf("%s: %s", ans->code ? ans->code : "(no code)",
+							   ans->message ? ans->message : "(no message)");
 	else
 		out->reason = psprintf("HTTP status %ld", status);
+	if (status != 0 && ans->request_id)
+		out->reason = psprintf("%s (request-id %s)", out->reason, ans->request_id);
 
 	if (status >= 200 && status < 300)
 	{
 		out->kind = OUTCOME_DELIVERED;
-		out->remote_id = StringAt(root, "id");
+		out->remote_id = ans->id;
 		out->reason = NULL;
 	}
 	else if (status == 401 || status == 403)
@@ -176,6 +119,19 @@ ClassifyResponse(long status, const char *body, size_t body_len,
 		out->kind = OUTCOME_RETRY;
 	else
 		out->kind = OUTCOME_REJECTED;
+}
+
+/* What a permanent answer is, in words, for the primary message. */
+static const char *
+RejectionWords(long status)
+{
+	if (status >= 300 && status < 400)
+		return "Graph answered with a redirect (HTTP status %ld), which edusync never follows";
+	if (status >= 400 && status < 500)
+		return "Graph rejected the error with HTTP status %ld";
+	if (status >= 500)
+		return "Graph failed the request with HTTP status %ld, which is not worth retrying";
+	return "Graph answered with the unexpected HTTP status %ld";
 }
 
 /* Milliseconds left until deadline (never negative). */
@@ -207,7 +163,8 @@ RecordSyncDelivery(const EdusyncError *err, int attempts, const Outcome *out)
 	RunPlan(&plan,
 			"INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, "
 			"next_attempt_at, last_status, remote_id, delivered_at) "
-			"VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, now())",
+			"VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now()) "
+			"ON CONFLICT (profile_id, error_id) DO NOTHING",
 			5, types, values, nulls, false, 0);
 	SPI_finish();
 }
@@ -219,21 +176,31 @@ GiveUp(int attempts, const Outcome *last)
 	ereport(ERROR,
 			(errcode(ERRCODE_GRAPH_UNREACHABLE),
 			 errmsg("could not forward the error to Graph"),
-			 errdetail("Gave up after %d attempt%s within edusync.timeout = %d ms; last: %s.",
-					   attempts, attempts == 1 ? "" : "s", edusync_timeout_ms,
-					   (last && last->reason) ? last->reason : "no attempt was made")));
+			 errdetail_internal("Gave up after %d attempt%s within edusync.timeout = %d ms; last: %s",
+								attempts, attempts == 1 ? "" : "s", edusync_timeout_ms,
+								Sentence((last && last->reason) ? last->reason : "no attempt was made"))));
 }
 
-/* Wait ms milliseconds, interruptibly. */
+/*
+ * Wait ms milliseconds, interruptibly.  Whatever sets the latch (a catch-up
+ * interrupt, pg_log_backend_memory_contexts) does not end the wait early:
+ * it lasts until its deadline.
+ */
 static void
 SleepMs(long ms)
 {
+	TimestampTz deadline;
+
 	if (ms <= 0)
 		return;
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
+	deadline = GetCurrentTimestamp() + (TimestampTz) ms * 1000;
+	while ((ms = RemainingMs(deadline)) > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*
@@ -273,7 +240,7 @@ ForwardSync(const EdusyncError *err)
 			ereport(ERROR,
 					(errcode(ERRCODE_GRAPH_AUTH),
 					 errmsg("could not authenticate with Graph"),
-					 errdetail("The token endpoint answered: %s.", detail)));
+					 errdetail_internal("%s", Sentence(detail))));
 
 		attempt++;
 		if (ts == TOKEN_UNREACHABLE)
@@ -281,7 +248,7 @@ ForwardSync(const EdusyncError *err)
 			memset(&out, 0, sizeof(out));
 			out.kind = OUTCOME_RETRY;
 			out.retry_after = -1;
-			out.reason = psprintf("token endpoint: %s", detail);
+			out.reason = pstrdup(detail);
 		}
 		else
 		{
@@ -310,9 +277,8 @@ ForwardSync(const EdusyncError *err)
 			case OUTCOME_REJECTED:
 				ereport(ERROR,
 						(errcode(ERRCODE_GRAPH_REJECTED),
-						 errmsg("Graph rejected the error with HTTP status %ld",
-								out.status),
-						 errdetail("%s.", out.reason)));
+						 errmsg_internal(RejectionWords(out.status), out.status),
+						 errdetail_internal("%s", Sentence(out.reason))));
 				break;
 			case OUTCOME_AUTH:
 				/* a fetched token may have been revoked: fetch a new one once */
@@ -326,7 +292,7 @@ ForwardSync(const EdusyncError *err)
 						(errcode(ERRCODE_GRAPH_AUTH),
 						 errmsg("Graph refused the credentials with HTTP status %ld",
 								out.status),
-						 errdetail("%s.", out.reason)));
+						 errdetail_internal("%s", Sentence(out.reason))));
 				break;
 			case OUTCOME_RETRY:
 				break;
@@ -355,7 +321,8 @@ Enqueue(const EdusyncError *err)
 	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
 	SPI_connect();
 	RunPlan(&plan,
-			"INSERT INTO edusync.deliveries (profile_id, error_id) VALUES ($1, $2)",
+			"INSERT INTO edusync.deliveries (profile_id, error_id) VALUES ($1, $2) "
+			"ON CONFLICT (profile_id, error_id) DO NOTHING",
 			2, types, values, nulls, false, 0);
 	SPI_finish();
 	WakeWorkerAtCommit();
@@ -394,20 +361,62 @@ WakeWorkerAtCommit(void)
 	wake_at_commit = true;
 }
 
-/* Decide whether and how a newly stored error is forwarded. */
-void
-ForwardError(const EdusyncError *err)
+/* Was the error ever handed to forwarding (is there a delivery row)? */
+static bool
+DeliveryExists(const EdusyncError *err)
 {
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[] = {TEXTOID, UUIDOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	bool		found;
+
+	values[0] = CStringGetTextDatum(err->profile_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
+	SPI_connect();
+	RunPlan(&plan,
+			"SELECT 1 FROM edusync.deliveries "
+			"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
+			"AND error_id OPERATOR(pg_catalog.=) $2",
+			2, types, values, nulls, false, 1);
+	found = (SPI_processed == 1);
+	SPI_finish();
+	return found;
+}
+
+/*
+ * Decide whether and how a stored error is forwarded.  A replay (the
+ * stored error answered again) is forwarded only if it never was: an error
+ * created while forwarding was off is sent by the first replay that asks.
+ */
+void
+ForwardError(const EdusyncError *err, bool replay)
+{
+	if (edusync_forward == EDUSYNC_FORWARD_OFF)
+		return;
+	if (replay && DeliveryExists(err))
+		return;
+
 	switch (edusync_forward)
 	{
 		case EDUSYNC_FORWARD_OFF:
 			return;
 		case EDUSYNC_FORWARD_SYNC:
 			RequirePreload();
+			RequireEndpoint();
 			ForwardSync(err);
 			break;
 		case EDUSYNC_FORWARD_ASYNC:
 			RequirePreload();
+			RequireEndpoint();
+			if (!WorkerServesDatabase(MyDatabaseId))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("no delivery worker serves database \"%s\"",
+								get_database_name(MyDatabaseId)),
+						 errdetail("The delivery worker serves database \"%s\" (edusync.database); an error queued here would never be sent.",
+								   edusync_database),
+						 errhint("Use edusync.forward = 'sync' here, or set edusync.database to this database and restart the server.")));
 			/* refuse an unusable configuration now, not in the worker */
 			(void) GraphErrorsUrl(err->profile_id);
 			Enqueue(err);

@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/memutils.h"
@@ -431,7 +432,7 @@ GraphErrorsUrl(const char *profile_id)
 					   "The path must contain \"{profile_id}\" exactly once.");
 	after = slot + strlen(GRAPH_PROFILE_PLACEHOLDER);
 
-	escaped = GraphEscape(profile_id);
+	escaped = GraphEscapeSegment(profile_id);
 
 	initStringInfo(&url);
 	appendBinaryStringInfo(&url, edusync_graph_url, base_len);
@@ -539,6 +540,27 @@ GraphEscape(const char *s)
 
 	/* the value may be a secret: wipe libcurl's copy */
 	return GraphCurlStrdup(e, true);
+}
+
+
+/*
+ * Percent-encode s as one path segment: GraphEscape, and the dot-segments
+ * "." and ".." (which libcurl leaves alone) as %2E, so that no value can
+ * climb the path even where the server normalises it.
+ */
+char *
+GraphEscapeSegment(const char *s)
+{
+	char	   *e = GraphEscape(pg_server_to_any(s, strlen(s), PG_UTF8));
+
+	if (strcmp(e, ".") == 0 || strcmp(e, "..") == 0)
+	{
+		char	   *dots = pstrdup(strlen(e) == 1 ? "%2E" : "%2E%2E");
+
+		pfree(e);
+		return dots;
+	}
+	return e;
 }
 
 

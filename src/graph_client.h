@@ -50,8 +50,10 @@ extern char *GraphErrorsUrl(const char *profile_id);	/* graph_url +
 														 * errors_path */
 extern char *GraphBatchUrl(void);	/* graph_url + "/$batch" */
 extern char *GraphTokenUrl(void);	/* token_url with {tenant} escaped */
-extern char *GraphEscape(const char *s);	/* percent-encode one path
-											 * segment or form value */
+extern char *GraphEscape(const char *s);	/* percent-encode one form
+											 * value */
+extern char *GraphEscapeSegment(const char *s); /* one path segment, dot
+												 * segments included */
 
 /* Retry-After value (delta-seconds, fractional, or HTTP-date) -> seconds. */
 extern double GraphParseRetryAfter(const char *value);

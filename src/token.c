@@ -16,13 +16,13 @@
 
 #include <math.h>
 
-#include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "edusync.h"
 #include "graph_client.h"
+#include "remote.h"
 
 #define TOKEN_SCOPE				"https://graph.microsoft.com/.default"
 #define TOKEN_FORM_TYPE			"application/x-www-form-urlencoded"
@@ -31,9 +31,7 @@
 #define TOKEN_DEFAULT_EXPIRES_S 300 /* when the answer has no expires_in */
 #define TOKEN_MAX_EXPIRES_S		86400
 #define TOKEN_MAX_ANSWER		(1024 * 1024)
-#define TOKEN_MAX_DEPTH			32
 #define TOKEN_MAX_LENGTH		16384
-#define TOKEN_DETAIL_MAX		400
 
 /* The cached token and the settings it was obtained with. */
 typedef struct TokenCache
@@ -46,12 +44,9 @@ typedef struct TokenCache
 	TimestampTz expires_at;
 } TokenCache;
 
-/* What the token endpoint's JSON answer holds (top-level strings). */
+/* What the token endpoint's JSON answer holds (top-level fields). */
 typedef struct TokenAnswer
 {
-	int			depth;
-	bool		is_object;
-	const char *field;			/* top-level field whose value comes next */
 	char	   *access_token;
 	char	   *token_type;
 	char	   *expires_in;
@@ -61,13 +56,6 @@ typedef struct TokenAnswer
 
 static TokenCache token_cache;
 
-#if PG_VERSION_NUM >= 160000
-#define TOKEN_JSON_ACTION	JsonParseErrorType
-#define TOKEN_JSON_DONE		return JSON_SUCCESS
-#else
-#define TOKEN_JSON_ACTION	void
-#define TOKEN_JSON_DONE		return
-#endif
 
 static bool TokenSettingSet(const char *value);
 static bool TokenStrEq(const char *a, const char *b);
@@ -75,18 +63,12 @@ static void TokenWipe(char **p);
 static void TokenCacheDrop(void);
 static bool TokenCacheMatches(void);
 static char *TokenFormBody(void);
-static bool TokenPrepareJson(const char *body, size_t len, char *out);
-static bool TokenParseAnswer(const char *body, size_t len, TokenAnswer *ans);
-static char *TokenSanitize(const char *s);
+static void TokenVisit(void *arg, const char *path, bool is_string,
+					   const char *value);
+static void TokenParseAnswer(const char *body, size_t len, TokenAnswer *ans);
 static char *TokenEndpointError(const TokenAnswer *ans);
 static bool TokenLooksUsable(const char *token);
 static double TokenExpiresIn(const char *value);
-static TOKEN_JSON_ACTION TokenObjectStart(void *state);
-static TOKEN_JSON_ACTION TokenObjectEnd(void *state);
-static TOKEN_JSON_ACTION TokenArrayStart(void *state);
-static TOKEN_JSON_ACTION TokenArrayEnd(void *state);
-static TOKEN_JSON_ACTION TokenFieldStart(void *state, char *fname, bool isnull);
-static TOKEN_JSON_ACTION TokenScalar(void *state, char *token, JsonTokenType tokentype);
 
 
 /* Is a string setting set (not NULL, not empty)? */
@@ -121,6 +103,7 @@ TokenWipe(char **p)
 static void
 TokenCacheDrop(void)
 {
+	RemoteSetFetchedToken(NULL);
 	TokenWipe(&token_cache.access_token);
 	TokenWipe(&token_cache.client_secret);
 	TokenWipe(&token_cache.token_url);
@@ -181,254 +164,46 @@ TokenFormBody(void)
 	return form;
 }
 
-/*
- * Copy body into out (len + 1 bytes) for the server's JSON parser, so that
- * the parser cannot raise: refuse nesting deeper than TOKEN_MAX_DEPTH (the
- * parser recurses), and turn \u escapes outside ASCII into \u001a (the
- * backend parser converts them to the server encoding, and raises when it
- * cannot).  A token holding one is then refused; in messages it shows as ?.
- */
-static bool
-TokenPrepareJson(const char *body, size_t len, char *out)
+/* RemoteJsonWalk's visitor: keep the top-level fields of a token answer. */
+static void
+TokenVisit(void *arg, const char *path, bool is_string, const char *value)
 {
-	int			depth = 0;
-	bool		in_string = false;
-	size_t		i;
+	TokenAnswer *ans = (TokenAnswer *) arg;
 
-	memcpy(out, body, len);
-	out[len] = '\0';
-
-	for (i = 0; i < len; i++)
-	{
-		char		c = out[i];
-
-		if (c == '\0')
-			return false;
-		if (in_string)
-		{
-			if (c == '"')
-				in_string = false;
-			else if (c == '\\' && i + 1 < len)
-			{
-				if (out[i + 1] == 'u' && i + 5 < len)
-				{
-					unsigned int cp = 0;
-					int			k;
-
-					for (k = 2; k <= 5; k++)
-					{
-						char		h = out[i + k];
-
-						cp <<= 4;
-						if (h >= '0' && h <= '9')
-							cp |= h - '0';
-						else if (h >= 'a' && h <= 'f')
-							cp |= h - 'a' + 10;
-						else if (h >= 'A' && h <= 'F')
-							cp |= h - 'A' + 10;
-						else
-							return false;
-					}
-					if (cp > 0x7f || cp == 0)
-						memcpy(out + i + 2, "001a", 4);
-					i += 5;
-				}
-				else
-					i++;
-			}
-		}
-		else if (c == '"')
-			in_string = true;
-		else if (c == '{' || c == '[')
-		{
-			if (++depth > TOKEN_MAX_DEPTH)
-				return false;
-		}
-		else if (c == '}' || c == ']')
-			depth--;
-	}
-	return true;
+	/* expires_in: a number, or (older Azure endpoints) a string of digits */
+	if (strcmp(path, "expires_in") == 0)
+		ans->expires_in = pstrdup(value);
+	else if (!is_string)
+		return;
+	else if (strcmp(path, "access_token") == 0)
+		ans->access_token = pstrdup(value);
+	else if (strcmp(path, "token_type") == 0)
+		ans->token_type = RemoteText(value, strlen(value), REMOTE_ID_MAX);
+	else if (strcmp(path, "error") == 0)
+		ans->error = RemoteText(value, strlen(value), REMOTE_ID_MAX);
+	else if (strcmp(path, "error_description") == 0)
+		ans->error_description = RemoteText(value, strlen(value), REMOTE_TEXT_MAX);
 }
 
-/* Parser callbacks: follow depth, keep the top-level fields we want. */
-static TOKEN_JSON_ACTION
-TokenObjectStart(void *state)
-{
-	TokenAnswer *ans = (TokenAnswer *) state;
-
-	if (ans->depth == 0)
-		ans->is_object = true;
-	ans->depth++;
-	ans->field = NULL;
-	TOKEN_JSON_DONE;
-}
-
-/* End of an object. */
-static TOKEN_JSON_ACTION
-TokenObjectEnd(void *state)
-{
-	((TokenAnswer *) state)->depth--;
-	TOKEN_JSON_DONE;
-}
-
-/* Start of an array. */
-static TOKEN_JSON_ACTION
-TokenArrayStart(void *state)
-{
-	TokenAnswer *ans = (TokenAnswer *) state;
-
-	ans->depth++;
-	ans->field = NULL;
-	TOKEN_JSON_DONE;
-}
-
-/* End of an array. */
-static TOKEN_JSON_ACTION
-TokenArrayEnd(void *state)
-{
-	((TokenAnswer *) state)->depth--;
-	TOKEN_JSON_DONE;
-}
-
-/* A field name: remember it when it is a top-level one we want. */
-static TOKEN_JSON_ACTION
-TokenFieldStart(void *state, char *fname, bool isnull)
-{
-	TokenAnswer *ans = (TokenAnswer *) state;
-	static const char *const wanted[] = {
-		"access_token", "token_type", "expires_in", "error",
-		"error_description"
-	};
-	int			i;
-
-	ans->field = NULL;
-	if (ans->depth != 1 || fname == NULL)
-		TOKEN_JSON_DONE;
-	for (i = 0; i < lengthof(wanted); i++)
-	{
-		if (strcmp(fname, wanted[i]) == 0)
-		{
-			ans->field = wanted[i];
-			break;
-		}
-	}
-	TOKEN_JSON_DONE;
-}
-
-/* A scalar: store it when it is the value of a wanted top-level field. */
-static TOKEN_JSON_ACTION
-TokenScalar(void *state, char *token, JsonTokenType tokentype)
-{
-	TokenAnswer *ans = (TokenAnswer *) state;
-	const char *field = ans->field;
-
-	ans->field = NULL;
-	if (ans->depth != 1 || field == NULL || token == NULL)
-		TOKEN_JSON_DONE;
-
-	if (strcmp(field, "expires_in") == 0)
-	{
-		/* a number, or (older Azure endpoints) a string of digits */
-		if (tokentype == JSON_TOKEN_NUMBER || tokentype == JSON_TOKEN_STRING)
-			ans->expires_in = token;
-	}
-	else if (tokentype == JSON_TOKEN_STRING)
-	{
-		if (strcmp(field, "access_token") == 0)
-			ans->access_token = token;
-		else if (strcmp(field, "token_type") == 0)
-			ans->token_type = token;
-		else if (strcmp(field, "error") == 0)
-			ans->error = token;
-		else if (strcmp(field, "error_description") == 0)
-			ans->error_description = token;
-	}
-	TOKEN_JSON_DONE;
-}
-
-/*
- * Parse the token endpoint's answer with the server's JSON parser, without
- * raising for any input.  False when it is not a JSON object.
- */
-static bool
+/* Read the token endpoint's answer (never raises). */
+static void
 TokenParseAnswer(const char *body, size_t len, TokenAnswer *ans)
 {
-	JsonSemAction sem;
-	JsonLexContext *lex;
-	char	   *copy;
-
 	memset(ans, 0, sizeof(*ans));
 	if (body == NULL || len == 0 || len > TOKEN_MAX_ANSWER)
-		return false;
-
-	copy = palloc(len + 1);
-	if (!TokenPrepareJson(body, len, copy))
-		return false;
-
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = ans;
-	sem.object_start = TokenObjectStart;
-	sem.object_end = TokenObjectEnd;
-	sem.array_start = TokenArrayStart;
-	sem.array_end = TokenArrayEnd;
-	sem.object_field_start = TokenFieldStart;
-	sem.scalar = TokenScalar;
-
-#if PG_VERSION_NUM >= 170000
-	lex = makeJsonLexContextCstringLen(NULL, copy, len, PG_UTF8, true);
-#else
-	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
-#endif
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return false;
-	return ans->is_object;
+		return;
+	(void) RemoteJsonWalk(body, len, TokenVisit, ans);
 }
 
-/*
- * Text from the endpoint, fit for a detail message: the first line only,
- * printable ASCII, at most TOKEN_DETAIL_MAX bytes.
- */
-static char *
-TokenSanitize(const char *s)
-{
-	StringInfoData buf;
-	const unsigned char *p;
-
-	initStringInfo(&buf);
-	for (p = (const unsigned char *) s; *p && *p != '\r' && *p != '\n'; p++)
-	{
-		if (buf.len >= TOKEN_DETAIL_MAX)
-		{
-			appendStringInfoString(&buf, "...");
-			break;
-		}
-		appendStringInfoChar(&buf, (*p >= 0x20 && *p < 0x7f) ? (char) *p : '?');
-	}
-	while (buf.len > 0 && (buf.data[buf.len - 1] == ' ' ||
-						   buf.data[buf.len - 1] == '.'))
-		buf.data[--buf.len] = '\0';
-	return buf.data;
-}
-
-/* "error: error_description" from the answer, or NULL; never the secret. */
+/* "error: error_description" from the answer, or NULL; cleaned already. */
 static char *
 TokenEndpointError(const TokenAnswer *ans)
 {
-	char	   *text;
-
 	if (ans->error == NULL && ans->error_description == NULL)
 		return NULL;
 	if (ans->error != NULL && ans->error_description != NULL)
-		text = psprintf("%s: %s", TokenSanitize(ans->error),
-						TokenSanitize(ans->error_description));
-	else
-		text = TokenSanitize(ans->error ? ans->error : ans->error_description);
-
-	/* an endpoint that echoes what it was sent must not leak the secret */
-	if (TokenSettingSet(edusync_client_secret) &&
-		strstr(text, edusync_client_secret) != NULL)
-		text = pstrdup("(the endpoint's message repeats the client secret and is not shown)");
-	return text;
+		return psprintf("%s: %s", ans->error, ans->error_description);
+	return pstrdup(ans->error ? ans->error : ans->error_description);
 }
 
 /* A token we can put in an Authorization header: visible ASCII only. */
@@ -560,11 +335,12 @@ TokenGet(bool force_refresh, long timeout_ms, const char **token,
 		else
 			*detail = psprintf("The token endpoint could not be reached: %s.",
 							   resp.transport_error ?
-							   TokenSanitize(resp.transport_error) : "no answer");
+							   RemoteText(resp.transport_error, strlen(resp.transport_error),
+										  REMOTE_TEXT_MAX) : "no answer");
 		return TOKEN_UNREACHABLE;
 	}
 
-	(void) TokenParseAnswer(resp.body, resp.body_len, &ans);
+	TokenParseAnswer(resp.body, resp.body_len, &ans);
 	endpoint_error = TokenEndpointError(&ans);
 
 	if (resp.status == 429 || resp.status >= 500)
@@ -599,7 +375,7 @@ TokenGet(bool force_refresh, long timeout_ms, const char **token,
 	if (ans.token_type != NULL && pg_strcasecmp(ans.token_type, "Bearer") != 0)
 	{
 		*detail = psprintf("The token endpoint issued a token of type \"%s\", not Bearer.",
-						   TokenSanitize(ans.token_type));
+						   ans.token_type);
 		return TOKEN_REJECTED;
 	}
 
@@ -614,6 +390,7 @@ TokenGet(bool force_refresh, long timeout_ms, const char **token,
 	token_cache.client_secret = pstrdup(edusync_client_secret);
 	token_cache.access_token = pstrdup(ans.access_token);
 	MemoryContextSwitchTo(oldcxt);
+	RemoteSetFetchedToken(token_cache.access_token);
 	token_cache.expires_at = now +
 		(TimestampTz) ((expires_in - margin) * USECS_PER_SEC);
 

@@ -268,6 +268,23 @@ StringValue(const char *name, const JsonbValue *v)
 }
 
 /*
+ * Refuse text that cannot be sent to Graph as UTF-8 (22021).  Only a
+ * SQL_ASCII database can hold such text: the server checks every other
+ * encoding on input, and each of them converts to UTF-8.
+ */
+static void
+CheckSendable(const char *what, const char *value)
+{
+	if (GetDatabaseEncoding() == PG_SQL_ASCII &&
+		!pg_verify_mbstr(PG_UTF8, value, strlen(value), true))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
+				 errmsg("%s is not valid UTF-8", what),
+				 errdetail("Graph takes UTF-8 only, and this database's encoding is SQL_ASCII, which does not check its bytes."),
+				 errhint("Send the text encoded in UTF-8.")));
+}
+
+/*
  * Refuse an empty profile id, one longer than the bound, or one holding
  * control characters (C0, DEL, C1).
  */
@@ -281,6 +298,7 @@ ValidateProfileId(const char *profile_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("profile id must not be empty")));
+	CheckSendable("profile id", profile_id);
 	if (pg_mbstrlen_with_len(profile_id, len) > EDUSYNC_PROFILE_ID_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -388,6 +406,7 @@ ValidateFields(EdusyncError *err)
 						 errmsg("property \"%s\" is required", prop->name)));
 			continue;
 		}
+		CheckSendable(psprintf("property \"%s\"", prop->name), value);
 		if (prop->required && IsBlank(value))
 			ereport(ERROR,
 					(errcode(ERRCODE_NOT_NULL_VIOLATION),

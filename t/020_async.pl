@@ -263,9 +263,9 @@ $graph->script('errors', { status => 403, repeat => 3 });
 my ($forbidden) = queue_errors($node, 1, 'error');
 ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$forbidden'", 'failed', 30),
 	'a lasting 403 fails the delivery');
-is(delivery($forbidden, "attempts || '|' || last_status || '|' || last_error"),
-	'3|403|Forbidden: Insufficient privileges to complete the operation.',
-	'after max_attempts, with Graph\'s words');
+like(delivery($forbidden, "attempts || '|' || last_status || '|' || last_error"),
+	qr/^3\|403\|Forbidden: Insufficient privileges to complete the operation\. \(request-id [0-9a-f-]{36}\)$/,
+	'after max_attempts, with Graph\'s words and its request-id');
 is(scalar($graph->requests(kind => 'errors')), 3, 'three sends');
 
 # --- a terminated worker is restarted

@@ -19,7 +19,9 @@ Control API (no auth), under /_fake/:
 
 K is one of errors, batch, batch_item, token, any.  ACTION fields: status,
 body, headers, delay (seconds), drop (close without answer), redirect (URL),
-repeat (how many requests it serves).
+repeat (how many requests it serves), echo (answer with every header and the
+body received, as a hostile endpoint would), body_hex (answer these raw bytes).
+A 200 or 201 is scripted only with a body or body_hex.
 """
 import argparse
 import json
@@ -233,8 +235,10 @@ class Handler(BaseHTTPRequestHandler):
         entry.update(extra or {})
         return self.server.state.record(entry)
 
-    def scripted(self, kind, request_id=None):
-        """Apply a scripted action; True when it answered (or dropped)."""
+    def scripted(self, kind, request_id=None, profile_id=None):
+        """Apply a scripted action; True when it answered (or dropped).
+        The request is recorded before the answer leaves, so that a client
+        that has its answer always finds the request recorded."""
         st = self.server.state
         action = st.next_action(kind)
         if action is None:
@@ -242,14 +246,36 @@ class Handler(BaseHTTPRequestHandler):
         if action.get("delay"):
             sleep_interruptibly(st, float(action["delay"]))
         if action.get("drop"):
+            self.record(kind, profile_id, None)
             self.drop()
             return True, None
+        if action.get("echo"):
+            # a hostile endpoint: repeat everything it was sent
+            status = int(action.get("status", 400))
+            text = "echo: %s | body: %s" % (
+                " | ".join("%s: %s" % kv for kv in self.headers.items()),
+                self.body.decode("utf-8", "replace"))
+            if kind == "token":
+                body = {"error": "invalid_request", "error_description": text}
+            else:
+                body = {"error": {"code": "Echo", "message": text}}
+            self.record(kind, profile_id, status)
+            self.send(status, body, action.get("headers"))
+            return True, status
+        if "body_hex" in action:
+            # raw bytes, any status: invalid UTF-8, odd JSON
+            status = int(action.get("status", 201))
+            self.record(kind, profile_id, status)
+            self.send(status, bytes.fromhex(action["body_hex"]), action.get("headers"))
+            return True, status
         if action.get("redirect"):
+            self.record(kind, profile_id, 302)
             self.send(302, {"redirected": True}, {"Location": action["redirect"]})
             return True, 302
-        if "status" in action and action["status"] not in (200, 201):
+        if "status" in action and (action["status"] not in (200, 201) or "body" in action):
             status = int(action["status"])
             body = action.get("body", graph_error(status, request_id))
+            self.record(kind, profile_id, status)
             self.send(status, body, action.get("headers"))
             return True, status
         return False, None
@@ -268,9 +294,8 @@ class Handler(BaseHTTPRequestHandler):
         raw_profile = path[path.index(PROFILES) + len(PROFILES):-len(ERRORS_SUFFIX)]
         profile_id = unquote(raw_profile)
         request_id = self.headers.get("client-request-id")
-        done, status = self.scripted("errors", request_id)
+        done, status = self.scripted("errors", request_id, profile_id)
         if done:
-            self.record("errors", profile_id, status)
             return
         status, body = self.create_answer(self.authorized(), self.body, request_id)
         self.record("errors", profile_id, status)
@@ -294,7 +319,6 @@ class Handler(BaseHTTPRequestHandler):
     def batch(self):
         done, status = self.scripted("batch")
         if done:
-            self.record("batch", None, status)
             return
         try:
             requests = json.loads(self.body)["requests"]
@@ -339,7 +363,6 @@ class Handler(BaseHTTPRequestHandler):
     def token(self):
         done, status = self.scripted("token")
         if done:
-            self.record("token", None, status)
             return
         form = {k: v[0] for k, v in parse_qs(self.body.decode("utf-8", "replace")).items()}
         st = self.server.state

@@ -1,0 +1,397 @@
+/*-------------------------------------------------------------------------
+ *
+ * remote.c
+ *	  Remote text: the one JSON reader for what endpoints answer (Graph,
+ *	  $batch, the token endpoint), and the cleaning of every remote string
+ *	  before it reaches a message, a log line or a table.
+ *
+ *	  The reader runs the server's JSON parser (pg_parse_json) on a copy of
+ *	  the body prepared so that the parser cannot raise: invalid UTF-8
+ *	  becomes '?', nesting deeper than REMOTE_JSON_MAX_DEPTH is refused (the
+ *	  parser recurses), and in a database that is not UTF-8, \u escapes of
+ *	  non-ASCII characters become '?' (PostgreSQL 15 raises when it cannot
+ *	  convert one).  Numbers are never converted: they reach the visitor as
+ *	  text.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/jsonapi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+
+#include "edusync.h"
+#include "graph_client.h"
+#include "remote.h"
+
+#define REMOTE_JSON_MAX_DEPTH	64
+#define REMOTE_REDACTED			"[redacted]"
+
+#if PG_VERSION_NUM >= 160000
+#define REMOTE_JSON_ACTION	JsonParseErrorType
+#define REMOTE_JSON_DONE	return JSON_SUCCESS
+#else
+#define REMOTE_JSON_ACTION	void
+#define REMOTE_JSON_DONE	return
+#endif
+
+/* Where the walk is: the key or array position at each level. */
+typedef struct WalkState
+{
+	int			depth;
+	const char *keys[REMOTE_JSON_MAX_DEPTH + 1];	/* NULL: array level */
+	int			index[REMOTE_JSON_MAX_DEPTH + 1];
+	RemoteJsonVisit visit;
+	void	   *arg;
+} WalkState;
+
+/* The access token fetched by the client-credentials flow, if any. */
+static const char *fetched_token = NULL;
+
+void
+RemoteSetFetchedToken(const char *token)
+{
+	fetched_token = token;
+}
+
+/*
+ * A copy of body the parser reads without raising (see the file header);
+ * NULL when it is nested too deep.
+ */
+static char *
+PrepareJson(const char *body, size_t len)
+{
+	StringInfoData out;
+	bool		utf8_db = (GetDatabaseEncoding() == PG_UTF8);
+	bool		in_string = false;
+	int			depth = 0;
+	size_t		i = 0;
+
+	initStringInfo(&out);
+	while (i < len)
+	{
+		unsigned char c = (unsigned char) body[i];
+
+		if (c >= 0x80)
+		{
+			int			l = pg_utf_mblen((const unsigned char *) &body[i]);
+
+			if (i + l <= len && pg_utf8_islegal((const unsigned char *) &body[i], l))
+				appendBinaryStringInfo(&out, &body[i], l);
+			else
+			{
+				appendStringInfoChar(&out, '?');
+				l = 1;
+			}
+			i += l;
+			continue;
+		}
+		if (c == '\0')
+			c = '?';
+		if (in_string)
+		{
+			if (c == '"')
+				in_string = false;
+			else if (c == '\\' && i + 1 < len)
+			{
+				if (!utf8_db && body[i + 1] == 'u' && i + 5 < len &&
+					strspn(&body[i + 2], "0123456789abcdefABCDEF") >= 2 &&
+					(body[i + 2] != '0' || body[i + 3] != '0' ||
+					 !(body[i + 4] >= '0' && body[i + 4] <= '7')))
+				{
+					/* \u0080 and above: not convertible everywhere */
+					appendStringInfoString(&out, "\\u003f");
+					i += 6;
+					continue;
+				}
+				appendStringInfoChar(&out, '\\');
+				c = (unsigned char) body[++i];
+				if (c >= 0x80 || c == '\0')
+					c = '?';
+			}
+		}
+		else if (c == '"')
+			in_string = true;
+		else if ((c == '{' || c == '[') && ++depth > REMOTE_JSON_MAX_DEPTH)
+			return NULL;
+		else if (c == '}' || c == ']')
+			depth--;
+		appendStringInfoChar(&out, (char) c);
+		i++;
+	}
+	return out.data;
+}
+
+/* Parser callbacks: keep track of the path, hand scalars to the visitor. */
+static REMOTE_JSON_ACTION
+WalkObjectStart(void *state)
+{
+	WalkState  *w = (WalkState *) state;
+
+	w->depth++;
+	w->keys[w->depth] = "";
+	REMOTE_JSON_DONE;
+}
+
+static REMOTE_JSON_ACTION
+WalkEnd(void *state)
+{
+	((WalkState *) state)->depth--;
+	REMOTE_JSON_DONE;
+}
+
+static REMOTE_JSON_ACTION
+WalkArrayStart(void *state)
+{
+	WalkState  *w = (WalkState *) state;
+
+	w->depth++;
+	w->keys[w->depth] = NULL;
+	w->index[w->depth] = -1;
+	REMOTE_JSON_DONE;
+}
+
+static REMOTE_JSON_ACTION
+WalkFieldStart(void *state, char *fname, bool isnull)
+{
+	WalkState  *w = (WalkState *) state;
+
+	w->keys[w->depth] = fname ? fname : "";
+	REMOTE_JSON_DONE;
+}
+
+static REMOTE_JSON_ACTION
+WalkElementStart(void *state, bool isnull)
+{
+	WalkState  *w = (WalkState *) state;
+
+	w->index[w->depth]++;
+	REMOTE_JSON_DONE;
+}
+
+static REMOTE_JSON_ACTION
+WalkScalar(void *state, char *token, JsonTokenType tokentype)
+{
+	WalkState  *w = (WalkState *) state;
+	StringInfoData path;
+
+	if (token == NULL)
+		REMOTE_JSON_DONE;
+	initStringInfo(&path);
+	for (int level = 1; level <= w->depth; level++)
+	{
+		if (level > 1)
+			appendStringInfoChar(&path, '/');
+		if (w->keys[level] != NULL)
+			appendStringInfoString(&path, w->keys[level]);
+		else
+			appendStringInfo(&path, "%d", w->index[level]);
+	}
+	w->visit(w->arg, path.data, tokentype == JSON_TOKEN_STRING, token);
+	pfree(path.data);
+	REMOTE_JSON_DONE;
+}
+
+bool
+RemoteJsonWalk(const char *body, size_t len, RemoteJsonVisit visit, void *arg)
+{
+	char	   *copy;
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	WalkState	w;
+
+	if (body == NULL || len == 0)
+		return false;
+	copy = PrepareJson(body, len);
+	if (copy == NULL)
+		return false;
+
+	memset(&w, 0, sizeof(w));
+	w.visit = visit;
+	w.arg = arg;
+	memset(&sem, 0, sizeof(sem));
+	sem.semstate = &w;
+	sem.object_start = WalkObjectStart;
+	sem.object_end = WalkEnd;
+	sem.array_start = WalkArrayStart;
+	sem.array_end = WalkEnd;
+	sem.object_field_start = WalkFieldStart;
+	sem.array_element_start = WalkElementStart;
+	sem.scalar = WalkScalar;
+
+#if PG_VERSION_NUM >= 170000
+	lex = makeJsonLexContextCstringLen(NULL, copy, strlen(copy), PG_UTF8, true);
+#else
+	lex = makeJsonLexContextCstringLen(copy, strlen(copy), PG_UTF8, true);
+#endif
+	return pg_parse_json(lex, &sem) == JSON_SUCCESS;
+}
+
+/* Replace each occurrence of secret in *s (case-insensitively if asked). */
+static void
+Redact(StringInfo s, const char *secret, bool nocase)
+{
+	size_t		n;
+	StringInfoData out;
+	size_t		i = 0;
+	bool		found = false;
+
+	if (secret == NULL || (n = strlen(secret)) == 0 || (size_t) s->len < n)
+		return;
+	initStringInfo(&out);
+	while (i < (size_t) s->len)
+	{
+		if (i + n <= (size_t) s->len &&
+			(nocase ? pg_strncasecmp(s->data + i, secret, n) == 0 :
+			 strncmp(s->data + i, secret, n) == 0))
+		{
+			appendStringInfoString(&out, REMOTE_REDACTED);
+			i += n;
+			found = true;
+		}
+		else
+			appendStringInfoChar(&out, s->data[i++]);
+	}
+	if (found)
+	{
+		explicit_bzero(s->data, s->len);
+		resetStringInfo(s);
+		appendBinaryStringInfo(s, out.data, out.len);
+	}
+	pfree(out.data);
+}
+
+/* Redact one secret in every form edusync sends it: raw and percent-encoded. */
+static void
+RedactSecret(StringInfo s, const char *secret)
+{
+	char	   *escaped;
+
+	if (secret == NULL || secret[0] == '\0')
+		return;
+	Redact(s, secret, false);
+	escaped = GraphEscape(secret);
+	if (strcmp(escaped, secret) != 0)
+		Redact(s, escaped, true);
+	explicit_bzero(escaped, strlen(escaped));
+	pfree(escaped);
+}
+
+/* Append one character (a Unicode code point) in the server encoding. */
+static void
+AppendServerChar(StringInfo out, pg_wchar ch, const char *utf8, int len)
+{
+	int			enc = GetDatabaseEncoding();
+
+	if (ch < 0x80 || enc == PG_UTF8)
+		appendBinaryStringInfo(out, utf8, len);
+	else if (enc == PG_SQL_ASCII)
+		appendStringInfoChar(out, '?');
+	else
+	{
+#if PG_VERSION_NUM >= 160000
+		unsigned char buf[MAX_MULTIBYTE_CHAR_LEN + 1];
+
+		if (pg_unicode_to_server_noerror(ch, buf))
+			appendStringInfoString(out, (char *) buf);
+		else
+#endif
+			appendStringInfoChar(out, '?');
+	}
+}
+
+char *
+RemoteText(const char *text, size_t len, int max_chars)
+{
+	StringInfoData s;
+	StringInfoData out;
+	int			chars = 0;
+	int			i = 0;
+
+	/* valid UTF-8 first, so that nothing below can be misled */
+	initStringInfo(&s);
+	while ((size_t) i < len)
+	{
+		int			l = pg_utf_mblen((const unsigned char *) &text[i]);
+
+		if ((unsigned char) text[i] < 0x80)
+			l = 1;
+		if ((size_t) (i + l) <= len && text[i] != '\0' &&
+			pg_utf8_islegal((const unsigned char *) &text[i], l))
+			appendBinaryStringInfo(&s, &text[i], l);
+		else
+		{
+			appendStringInfoChar(&s, '?');
+			l = 1;
+		}
+		i += l;
+	}
+
+	RedactSecret(&s, edusync_bearer_token);
+	RedactSecret(&s, edusync_client_secret);
+	RedactSecret(&s, fetched_token);
+
+	initStringInfo(&out);
+	for (i = 0; i < s.len;)
+	{
+		int			l = pg_utf_mblen((const unsigned char *) &s.data[i]);
+		pg_wchar	ch = utf8_to_unicode((const unsigned char *) &s.data[i]);
+
+		if (chars >= max_chars)
+		{
+			appendStringInfoString(&out, "...");
+			break;
+		}
+		if (ch < 0x20 || (ch >= 0x7f && ch <= 0x9f))
+			appendStringInfoChar(&out, ' ');
+		else
+			AppendServerChar(&out, ch, &s.data[i], l);
+		chars++;
+		i += l;
+	}
+	explicit_bzero(s.data, s.len);
+	pfree(s.data);
+	return out.data;
+}
+
+void
+RemoteAnswerVisit(RemoteAnswer *ans, const char *path, bool is_string,
+				  const char *value)
+{
+	char	  **field = NULL;
+	int			max = REMOTE_TEXT_MAX;
+
+	if (!is_string)
+		return;
+	if (strcmp(path, "id") == 0)
+	{
+		field = &ans->id;
+		max = REMOTE_ID_MAX;
+	}
+	else if (strcmp(path, "error/code") == 0)
+		field = &ans->code;
+	else if (strcmp(path, "error/message") == 0)
+		field = &ans->message;
+	else if (pg_strcasecmp(path, "error/innerError/request-id") == 0)
+	{
+		field = &ans->request_id;
+		max = REMOTE_ID_MAX;
+	}
+	if (field != NULL && *field == NULL)
+		*field = RemoteText(value, strlen(value), max);
+}
+
+/* RemoteJsonWalk's visitor for RemoteReadAnswer. */
+static void
+AnswerVisit(void *arg, const char *path, bool is_string, const char *value)
+{
+	RemoteAnswerVisit((RemoteAnswer *) arg, path, is_string, value);
+}
+
+void
+RemoteReadAnswer(const char *body, size_t len, RemoteAnswer *ans)
+{
+	memset(ans, 0, sizeof(*ans));
+	(void) RemoteJsonWalk(body, len, AnswerVisit, ans);
+}
