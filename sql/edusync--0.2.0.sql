@@ -1,13 +1,18 @@
-/* edusync--0.1.0.sql: install script of the edusync extension. */
+/* edusync--0.2.0.sql: install script of the edusync extension. */
 
 -- complain if the script is sourced in psql rather than run by CREATE EXTENSION
 \echo Use "CREATE EXTENSION edusync" to load this file. \quit
 
 -- Every name is qualified: the script does not depend on search_path.
 
--- The schema must belong to a superuser: CREATE EXTENSION uses an existing
--- schema edusync, and its owner could replace anything installed there.
+-- CREATE EXTENSION uses an existing schema edusync.  Whoever can create
+-- objects in it could plant one that callers reach instead of ours (an
+-- overload taking text where ours takes uuid, say).  So the schema must
+-- belong to a superuser, no one else may have CREATE on it, and every
+-- object already in it must belong to a superuser.
 DO $$
+DECLARE
+	culprit pg_catalog.text;
 BEGIN
 	IF NOT (SELECT r.rolsuper
 			FROM pg_catalog.pg_namespace n
@@ -17,6 +22,80 @@ BEGIN
 			ERRCODE = 'insufficient_privilege',
 			MESSAGE = 'schema "edusync" is not owned by a superuser',
 			HINT = 'Drop the schema, or give it to a superuser, before CREATE EXTENSION edusync.';
+	END IF;
+
+	SELECT pg_catalog.string_agg(CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid
+									 THEN 'PUBLIC'
+									 ELSE pg_catalog.quote_ident(r.rolname) END, ', ')
+	INTO culprit
+	FROM pg_catalog.pg_namespace n,
+		 pg_catalog.aclexplode(n.nspacl) a
+		 LEFT JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+	WHERE n.nspname OPERATOR(pg_catalog.=) 'edusync'
+	  AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+	  AND r.rolsuper IS NOT TRUE;
+	IF culprit IS NOT NULL THEN
+		RAISE EXCEPTION USING
+			ERRCODE = 'insufficient_privilege',
+			MESSAGE = 'schema "edusync" allows roles that are not superusers to create objects in it',
+			DETAIL = 'CREATE is granted to: ' OPERATOR(pg_catalog.||) culprit OPERATOR(pg_catalog.||) '.',
+			HINT = 'Revoke CREATE ON SCHEMA edusync from them, or drop the schema, before CREATE EXTENSION edusync.';
+	END IF;
+
+	SELECT pg_catalog.string_agg(o.what, ', ' ORDER BY o.what)
+	INTO culprit
+	FROM (SELECT 'function ' OPERATOR(pg_catalog.||) p.oid::pg_catalog.regprocedure::pg_catalog.text, p.proowner
+		  FROM pg_catalog.pg_proc p
+		  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'relation ' OPERATOR(pg_catalog.||) c.oid::pg_catalog.regclass::pg_catalog.text, c.relowner
+		  FROM pg_catalog.pg_class c
+		  WHERE c.relnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'type ' OPERATOR(pg_catalog.||) t.oid::pg_catalog.regtype::pg_catalog.text, t.typowner
+		  FROM pg_catalog.pg_type t
+		  WHERE t.typnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'operator ' OPERATOR(pg_catalog.||) o.oid::pg_catalog.regoperator::pg_catalog.text, o.oprowner
+		  FROM pg_catalog.pg_operator o
+		  WHERE o.oprnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'collation ' OPERATOR(pg_catalog.||) c.collname::pg_catalog.text, c.collowner
+		  FROM pg_catalog.pg_collation c
+		  WHERE c.collnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'conversion ' OPERATOR(pg_catalog.||) c.conname::pg_catalog.text, c.conowner
+		  FROM pg_catalog.pg_conversion c
+		  WHERE c.connamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'operator class ' OPERATOR(pg_catalog.||) c.opcname::pg_catalog.text, c.opcowner
+		  FROM pg_catalog.pg_opclass c
+		  WHERE c.opcnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'operator family ' OPERATOR(pg_catalog.||) f.opfname::pg_catalog.text, f.opfowner
+		  FROM pg_catalog.pg_opfamily f
+		  WHERE f.opfnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'text search configuration ' OPERATOR(pg_catalog.||) c.cfgname::pg_catalog.text, c.cfgowner
+		  FROM pg_catalog.pg_ts_config c
+		  WHERE c.cfgnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'text search dictionary ' OPERATOR(pg_catalog.||) d.dictname::pg_catalog.text, d.dictowner
+		  FROM pg_catalog.pg_ts_dict d
+		  WHERE d.dictnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		  UNION ALL
+		  SELECT 'statistics object ' OPERATOR(pg_catalog.||) s.stxname::pg_catalog.text, s.stxowner
+		  FROM pg_catalog.pg_statistic_ext s
+		  WHERE s.stxnamespace OPERATOR(pg_catalog.=) 'edusync'::pg_catalog.regnamespace
+		 ) o(what, owner)
+		 JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) o.owner
+	WHERE NOT r.rolsuper;
+	IF culprit IS NOT NULL THEN
+		RAISE EXCEPTION USING
+			ERRCODE = 'insufficient_privilege',
+			MESSAGE = 'schema "edusync" holds objects not owned by a superuser',
+			DETAIL = 'Found: ' OPERATOR(pg_catalog.||) culprit OPERATOR(pg_catalog.||) '.',
+			HINT = 'Drop them, or the schema, before CREATE EXTENSION edusync.';
 	END IF;
 END
 $$;

@@ -78,3 +78,24 @@ DROP SCHEMA edusync;
 DROP ROLE regress_edusync_squatter;
 CREATE EXTENSION edusync;
 SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'edusync';
+
+-- A schema edusync where others may create objects, or that holds another
+-- role's objects, is refused too: such an object (an overload of ours that
+-- takes text, say) is what callers with an untyped literal would reach.
+DROP EXTENSION edusync;
+CREATE ROLE regress_edusync_planter;
+GRANT USAGE, CREATE ON SCHEMA edusync TO regress_edusync_planter;
+CREATE EXTENSION edusync;
+SET ROLE regress_edusync_planter;
+CREATE FUNCTION edusync.get_sync_error(text, text) RETURNS jsonb
+	LANGUAGE sql AS $$SELECT '{"planted": true}'::jsonb$$;
+RESET ROLE;
+REVOKE CREATE ON SCHEMA edusync FROM regress_edusync_planter;
+CREATE EXTENSION edusync;
+DROP FUNCTION edusync.get_sync_error(text, text);
+GRANT CREATE ON SCHEMA edusync TO PUBLIC;
+CREATE EXTENSION edusync;
+REVOKE ALL ON SCHEMA edusync FROM PUBLIC, regress_edusync_planter;
+DROP ROLE regress_edusync_planter;
+CREATE EXTENSION edusync;
+SELECT count(*) AS functions FROM pg_proc WHERE pronamespace = 'edusync'::regnamespace;

@@ -29,9 +29,9 @@ install_deps() {
 	fi
 	step "installing packages: $(echo $PACKAGES)"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
+	apt-get -o DPkg::Lock::Timeout=600 update -qq
 	# shellcheck disable=SC2086
-	apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $PACKAGES >/dev/null
 }
 
 # Build and install the extension into the server's folders.
