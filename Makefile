@@ -4,7 +4,7 @@
 #   bash test/demo.sh               the README's first command
 #   bash test/run-all.sh            the README's second command (all tests)
 
-EXTENSION = edusync
+EXTENSION = edusync edusync_proxy
 MODULE_big = edusync
 OBJS = \
 	src/edusync.o \
@@ -18,7 +18,8 @@ OBJS = \
 	src/worker.o \
 	src/remote.o
 
-DATA = sql/edusync--0.1.0.sql sql/edusync--0.1.0--0.2.0.sql sql/edusync--0.2.0.sql
+DATA = sql/edusync--0.1.0.sql sql/edusync--0.1.0--0.2.0.sql sql/edusync--0.2.0.sql \
+	sql/edusync_proxy--0.1.0.sql
 REGRESS = create validate read privileges lifecycle trust
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Isrc

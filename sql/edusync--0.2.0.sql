@@ -218,6 +218,21 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION edusync.retry_failed(pg_catalog.text) IS
 	'Queue failed deliveries (of one profile, or all) again; returns how many';
 
+-- A profile through a function: what edusync_proxy routes to the profile's
+-- shard (PL/Proxy calls functions); a plain INSERT, so the table's
+-- constraints answer (23505 for an existing id, 23502, 23514).
+CREATE FUNCTION edusync.create_sync_profile(id pg_catalog.text,
+											display_name pg_catalog.text)
+RETURNS pg_catalog.text
+AS $$
+	INSERT INTO edusync.sync_profiles (id, display_name)
+	VALUES (create_sync_profile.id, create_sync_profile.display_name)
+	RETURNING sync_profiles.id
+$$ LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.create_sync_profile(pg_catalog.text, pg_catalog.text) IS
+	'Insert a synchronization profile; returns its id';
+
 CREATE VIEW edusync.delivery_queue AS
 	SELECT pg_catalog.count(*) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS pending,
 		   pg_catalog.count(*) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'failed') AS failed,
