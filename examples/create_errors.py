@@ -55,7 +55,11 @@ class Session:
     def connect(self):
         self.conn = psycopg.connect(self.conninfo, autocommit=True,
                                     application_name="edusync-example")
-        self.set_forward(self.forward)
+        if self.forward:
+            self.set_forward(self.forward)
+        else:   # the role's, database's or server's setting
+            self.forward = self.conn.execute(
+                "SELECT current_setting('edusync.forward', true)").fetchone()[0]
 
     def set_forward(self, mode):
         self.forward = mode
@@ -77,7 +81,8 @@ class Session:
                     raise
                 # Exponential backoff with full jitter, at most 8 s.
                 delay = random.uniform(0, min(8.0, 0.25 * 2 ** attempt))
-                print(f"{body['id']}: connection lost ({first_line(e)}); "
+                what = "connection lost" if self.conn is not None else "cannot connect"
+                print(f"{body['id']}: {what} ({first_line(e)}); "
                       f"retrying with the same id in {delay:.1f} s "
                       f"(attempt {attempt + 1} of {self.retries + 1})", flush=True)
                 time.sleep(delay)
@@ -146,7 +151,7 @@ def run(args):
                 answer, attempt = session.create(args.profile, body)
             except psycopg.OperationalError as e:
                 if session.conn is None or session.conn.closed:
-                    print(f"{body['id']}: connection lost, giving up after "
+                    print(f"{body['id']}: no connection, giving up after "
                           f"{args.retries + 1} attempts, retry later: {first_line(e)}", flush=True)
                     return EXIT_RETRY_LATER
                 outcome = report(body["id"], e, session, args.async_fallback)
@@ -174,8 +179,8 @@ def main():
     parser.add_argument("--profile", required=True, help="the synchronization profile's id")
     parser.add_argument("--conninfo", default="",
                         help="libpq connection string (default: the PG* environment)")
-    parser.add_argument("--forward", choices=("off", "sync", "async"), default="sync",
-                        help="edusync.forward for the session (default: sync)")
+    parser.add_argument("--forward", choices=("off", "sync", "async"),
+                        help="edusync.forward for the session (default: as configured)")
     parser.add_argument("--async-fallback", action="store_true",
                         help="when Graph is unreachable (YG002), queue that error and the "
                              "following ones for the delivery worker instead of stopping")

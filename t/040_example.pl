@@ -25,6 +25,10 @@ my $TOKEN = 'example-token';
 my $UUID4 = qr/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/;
 
 ok(-f $EXAMPLE, "the example is at $EXAMPLE") or BAIL_OUT('no example to run');
+my ($help, $help_err) = ('', '');
+IPC::Run::run([ $PYTHON, $EXAMPLE, '--help' ], '>', \$help, '2>', \$help_err);
+is($?, 0, '--help exits 0') or diag($help_err);
+like($help, qr/--profile.*--conninfo.*3  stopped: retry later/s, '--help lists the options and exit statuses');
 
 my $graph = FakeGraph->start(tokens => [$TOKEN]);
 my $node = edusync_node('example', $graph, qq{
@@ -44,6 +48,7 @@ $node->safe_psql('postgres', q{
 	  TO app_writer;
 });
 our $CONNINFO = $node->connstr('postgres') . ' user=app_writer';
+our @FORWARD = ('--forward', 'sync');
 
 # A Graph request body, as one input line.
 sub body
@@ -58,7 +63,7 @@ sub example
 {
 	my ($input, @args) = @_;
 	my ($out, $err) = ('', '');
-	IPC::Run::run([ $PYTHON, $EXAMPLE, '--profile', 'p1', '--conninfo', $CONNINFO, @args ],
+	IPC::Run::run([ $PYTHON, $EXAMPLE, '--profile', 'p1', '--conninfo', $CONNINFO, @FORWARD, @args ],
 		'<', \$input, '>', \$out, '2>', \$err, IPC::Run::timeout(180));
 	return ($? >> 8, lines($out), $err);
 }
@@ -102,6 +107,19 @@ for my $line (@$out)
 	is(rows($line->[0]), 1, 'plain: stored under that id');
 	is(sent($line->[0]), 1, 'plain: sent to Graph once with that id');
 }
+
+# --- without --forward, the configured mode (here the role's) is used
+$node->safe_psql('postgres', q{ALTER ROLE app_writer SET edusync.forward = 'async'});
+{
+	local @FORWARD = ();
+	($rc, $out, $err) = example(body('configured 1'));
+}
+$node->safe_psql('postgres', q{ALTER ROLE app_writer RESET edusync.forward});
+is($rc, 0, 'as configured: exit status 0') or diag($err);
+is($out->[0][1], 'queued for delivery', 'as configured: the role\'s async mode is used');
+ok($node->poll_query_until('postgres', qq{
+	SELECT status = 'delivered' FROM edusync.deliveries WHERE error_id::text = '$out->[0][0]'}),
+	'as configured: the worker delivered it');
 
 # --- the connection is cut after the server committed the second call and
 # before its answer arrived: the retry gets the stored answer, nothing twice
@@ -236,7 +254,7 @@ $graph->reset;
 $graph->script('errors', { delay => 3600, status => 201 });
 append_to_file("$dir/terminated.json", body('terminated'));   # a file: start() feeds no strings
 my ($tout, $terr) = ('', '');
-my $h = IPC::Run::start([ $PYTHON, $EXAMPLE, '--profile', 'p1', '--conninfo', $CONNINFO ],
+my $h = IPC::Run::start([ $PYTHON, $EXAMPLE, '--profile', 'p1', '--conninfo', $CONNINFO, '--forward', 'sync' ],
 	'<', "$dir/terminated.json", '>', \$tout, '2>', \$terr, IPC::Run::timeout(180));
 ok($graph->wait_for(sub { $graph->stats->{connections} >= 1 }, 60),
 	'terminate: the send reached the fake Graph') or diag(explain($graph->stats), $tout, $terr);
