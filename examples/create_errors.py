@@ -189,6 +189,8 @@ def main():
     parser.add_argument("file", nargs="?", type=argparse.FileType("r"), default=sys.stdin,
                         help="Graph request bodies, one JSON object per line (default: stdin)")
     args = parser.parse_args()
+    if args.retries < 0:
+        parser.error("--retries must be 0 or more")
     try:
         return run(args)
     except Stop as stop:
