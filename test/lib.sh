@@ -13,8 +13,8 @@ PG_MAJOR=${PG_MAJOR:-15}
 # folders, for example), else Debian's.
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
 PG_CONFIG=$PG_BIN/pg_config
-PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-plproxy libcurl4-openssl-dev
-	libipc-run-perl perl python3 make gcc ca-certificates"
+PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-plproxy
+	libcurl4-openssl-dev libipc-run-perl perl python3 python3-psycopg make gcc ca-certificates"
 
 # Run a step with a heading, so a failure says where it happened.
 step() {

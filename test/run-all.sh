@@ -42,7 +42,7 @@ unset PGDATA
 # runs as the postgres user, on a copy of the tests it can read.
 step "TAP tests"
 mkdir -p "$WORKDIR/tap"
-cp -r "$EDUSYNC_SRC/t" "$EDUSYNC_SRC/test" "$WORKDIR/tap/"
+cp -r "$EDUSYNC_SRC/t" "$EDUSYNC_SRC/test" "$EDUSYNC_SRC/examples" "$WORKDIR/tap/"
 chown -R postgres: "$WORKDIR/tap" 2>/dev/null || true
 if (cd "$WORKDIR/tap" && as_postgres env \
 	PATH="$PG_BIN:$PATH" \
