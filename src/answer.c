@@ -17,13 +17,13 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "edusync.h"
+#include "answer.h"
 
 #define ODATA_TYPE	"#microsoft.graph.educationSynchronizationError"
 
 /* Push one "key": "string" (or null) pair. */
 void
-PushPair(JsonbParseState **state, const char *key, const char *value)
+AnswerPushPair(JsonbParseState **state, const char *key, const char *value)
 {
 	JsonbValue	v;
 
@@ -89,19 +89,19 @@ FormatGuid(const pg_uuid_t *id)
  * a request to Graph).
  */
 JsonbValue *
-PushAnswer(JsonbParseState **state, const EdusyncError *err, bool with_id)
+AnswerPush(JsonbParseState **state, const EdusyncError *err, bool with_id)
 {
 	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-	PushPair(state, "@odata.type", ODATA_TYPE);
+	AnswerPushPair(state, "@odata.type", ODATA_TYPE);
 	if (with_id)
-		PushPair(state, "id", FormatGuid(&err->id));
-	PushPair(state, "entryType", err->entry_type);
-	PushPair(state, "errorCode", err->error_code);
-	PushPair(state, "errorMessage", err->error_message);
-	PushPair(state, "joiningValue", err->joining_value);
-	PushPair(state, "recordedDateTime",
+		AnswerPushPair(state, "id", FormatGuid(&err->id));
+	AnswerPushPair(state, "entryType", err->entry_type);
+	AnswerPushPair(state, "errorCode", err->error_code);
+	AnswerPushPair(state, "errorMessage", err->error_message);
+	AnswerPushPair(state, "joiningValue", err->joining_value);
+	AnswerPushPair(state, "recordedDateTime",
 			 FormatDateTimeOffset(err->recorded_date_time));
-	PushPair(state, "reportableIdentifier", err->reportable_identifier);
+	AnswerPushPair(state, "reportableIdentifier", err->reportable_identifier);
 	return pushJsonbValue(state, WJB_END_OBJECT, NULL);
 }
 
@@ -111,7 +111,7 @@ AnswerJsonb(const EdusyncError *err, bool with_id)
 {
 	JsonbParseState *state = NULL;
 
-	return JsonbValueToJsonb(PushAnswer(&state, err, with_id));
+	return JsonbValueToJsonb(AnswerPush(&state, err, with_id));
 }
 
 /*
@@ -119,7 +119,7 @@ AnswerJsonb(const EdusyncError *err, bool with_id)
  * UTF-8 whatever the database encoding.
  */
 char *
-RequestBody(const EdusyncError *err)
+AnswerRequestBody(const EdusyncError *err)
 {
 	Jsonb	   *body = AnswerJsonb(err, false);
 	char	   *text = JsonbToCString(NULL, &body->root, VARSIZE(body));

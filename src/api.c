@@ -2,7 +2,9 @@
  *
  * api.c
  *	  The SQL-callable functions: create_sync_error (both overloads, one
- *	  code path), get_sync_error, list_sync_errors, retry_failed.
+ *	  code path), get_sync_error, list_sync_errors, retry_failed, version.
+ *	  Each checks its arguments and hands the work to the module whose
+ *	  concern it is.
  *
  *-------------------------------------------------------------------------
  */
@@ -10,7 +12,10 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
@@ -18,11 +23,61 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "edusync.h"
-#include "graph_client.h"
+#include "answer.h"
+#include "forward.h"
+#include "graph_url.h"
+#include "outbox.h"
+#include "registry.h"
+#include "settings.h"
+#include "store.h"
+#include "validate.h"
 
 /* Graph's own limit on $top. */
 #define LIST_TOP_MAX	999
+
+/*
+ * The SQL-callable functions, exported (PG_FUNCTION_INFO_V1 marks only its
+ * info function before PostgreSQL 16, and the library hides the rest).
+ */
+extern PGDLLEXPORT Datum create_sync_error_body(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum create_sync_error_args(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum get_sync_error(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum list_sync_errors(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum retry_failed(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum edusync_version(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum worker_status(PG_FUNCTION_ARGS);
+
+/*
+ * Refuse to run against SQL objects of another version than the library's
+ * (a library updated, the extension not): checked once per session.
+ */
+static void
+RequireKnownSql(void)
+{
+	static bool checked = false;
+	char	   *installed = NULL;
+
+	if (checked)
+		return;
+	SPI_connect();
+	if (SPI_execute("SELECT extversion FROM pg_catalog.pg_extension "
+					"WHERE extname OPERATOR(pg_catalog.=) 'edusync'", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+		installed = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (installed != NULL && strcmp(installed, EDUSYNC_VERSION) != 0)
+	{
+		char	   *copy = pstrdup(installed);
+
+		SPI_finish();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("edusync library %s does not run the SQL objects of edusync %s",
+						EDUSYNC_VERSION, copy),
+				 errhint("Run ALTER EXTENSION edusync UPDATE.")));
+	}
+	SPI_finish();
+	checked = true;
+}
 
 /* Graph's own base URL: links in answers use it when none is configured. */
 #define GRAPH_DOCUMENTED_BASE	"https://graph.microsoft.com/beta"
@@ -127,6 +182,7 @@ create_sync_error_body(PG_FUNCTION_ARGS)
 {
 	EdusyncError err;
 
+	RequireKnownSql();
 	memset(&err, 0, sizeof(err));
 	err.profile_id = ProfileIdArg(fcinfo);
 	if (PG_ARGISNULL(1))
@@ -143,15 +199,16 @@ PG_FUNCTION_INFO_V1(create_sync_error_args);
  * create_sync_error(profile_id, entry_type, error_code, error_message,
  *					 joining_value, reportable_identifier, recorded_date_time, id)
  *
- * recorded_date_time defaults to now(); a value equal to now() is taken as
- * "not given", so that the replay of a known id ignores it as the JSON
- * overload ignores an absent recordedDateTime.
+ * recorded_date_time defaults to NULL, "not given": the time of the call,
+ * and a replay of a known id ignores it, as the JSON overload ignores an
+ * absent recordedDateTime.
  */
 Datum
 create_sync_error_args(PG_FUNCTION_ARGS)
 {
 	EdusyncError err;
 
+	RequireKnownSql();
 	memset(&err, 0, sizeof(err));
 	err.profile_id = ProfileIdArg(fcinfo);
 	err.entry_type = TextArg(fcinfo, 1);
@@ -162,8 +219,7 @@ create_sync_error_args(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(6))
 	{
 		err.recorded_date_time = PG_GETARG_TIMESTAMPTZ(6);
-		err.recorded_given =
-			(err.recorded_date_time != GetCurrentTransactionStartTimestamp());
+		err.recorded_given = true;
 	}
 	if (!PG_ARGISNULL(7))
 	{
@@ -182,7 +238,8 @@ get_sync_error(PG_FUNCTION_ARGS)
 	char	   *profile_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	EdusyncError err;
 
-	if (!FetchError(profile_id, PG_GETARG_UUID_P(1), &err))
+	RequireKnownSql();
+	if (!StoreFetchError(profile_id, PG_GETARG_UUID_P(1), &err))
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(AnswerJsonb(&err, true));
 }
@@ -205,6 +262,7 @@ list_sync_errors(PG_FUNCTION_ARGS)
 	JsonbValue	key;
 	JsonbValue *res;
 
+	RequireKnownSql();
 	if (top < 1 || top > LIST_TOP_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -215,12 +273,12 @@ list_sync_errors(PG_FUNCTION_ARGS)
 				 errmsg("skip must not be negative")));
 
 	/* one more than asked tells whether a next page exists */
-	n = ListErrors(profile_id, (int64) top + 1, skip, &errs);
-	if (n == 0 && !ProfileExists(profile_id))
-		NoSuchProfile(profile_id);
+	n = StoreListErrors(profile_id, (int64) top + 1, skip, &errs);
+	if (n == 0 && !StoreProfileExists(profile_id))
+		StoreNoSuchProfile(profile_id);
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	PushPair(&state, "@odata.context",
+	AnswerPushPair(&state, "@odata.context",
 			 psprintf("%s/$metadata#education/synchronizationProfiles('%s')/errors",
 					  LinkBase(), GraphEscape(profile_id)));
 	key.type = jbvString;
@@ -229,13 +287,13 @@ list_sync_errors(PG_FUNCTION_ARGS)
 	pushJsonbValue(&state, WJB_KEY, &key);
 	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < Min(n, top); i++)
-		PushAnswer(&state, &errs[i], true);
+		AnswerPush(&state, &errs[i], true);
 	pushJsonbValue(&state, WJB_END_ARRAY, NULL);
 	if (n > top)
 	{
 		char	   *link = CollectionLink(profile_id);
 
-		PushPair(&state, "@odata.nextLink",
+		AnswerPushPair(&state, "@odata.nextLink",
 				 psprintf("%s%c$top=%d&$skip=%lld", link,
 						  strchr(link, '?') ? '&' : '?',
 						  top, (long long) skip + top));
@@ -250,31 +308,79 @@ PG_FUNCTION_INFO_V1(retry_failed);
 /*
  * retry_failed(profile_id DEFAULT NULL): queue failed deliveries (of one
  * profile, or of all) again with a fresh count of attempts; returns how
- * many.  The worker is woken when the transaction commits.
+ * many.  An unknown profile is refused as list_sync_errors refuses it.
  */
 Datum
 retry_failed(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr plan = NULL;
-	static const Oid types[] = {TEXTOID};
-	Datum		values[1];
-	char		nulls[1];
+	char	   *profile_id = NULL;
 	uint64		n;
 
-	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
-	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
-
-	SPI_connect();
-	RunPlan(&plan,
-			"UPDATE edusync.deliveries "
-			"SET status = 'pending', attempts = 0, next_attempt_at = pg_catalog.now() "
-			"WHERE status OPERATOR(pg_catalog.=) 'failed' "
-			"AND ($1 IS NULL OR profile_id OPERATOR(pg_catalog.=) $1)",
-			1, types, values, nulls, false, 0);
-	n = SPI_processed;
-	SPI_finish();
-
-	if (n > 0)
-		WakeWorkerAtCommit();
+	RequireKnownSql();
+	if (!PG_ARGISNULL(0))
+	{
+		profile_id = ProfileIdArg(fcinfo);
+		if (!StoreProfileExists(profile_id))
+			StoreNoSuchProfile(profile_id);
+	}
+	n = OutboxRetryFailed(profile_id);
 	PG_RETURN_INT64((int64) n);
+}
+
+PG_FUNCTION_INFO_V1(edusync_version);
+
+/* version(): the library's version (the Makefile's EXTVERSION). */
+Datum
+edusync_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_TEXT_P(cstring_to_text(EDUSYNC_VERSION));
+}
+
+PG_FUNCTION_INFO_V1(worker_status);
+
+/*
+ * worker_status(): per database the launcher looks after, its delivery
+ * worker's state, what it is doing and why, and its counters since start.
+ */
+Datum
+worker_status(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SlotStatus *slots = palloc(sizeof(SlotStatus) * REGISTRY_MAX_DATABASES);
+	int			n;
+
+	RequireKnownSql();
+	InitMaterializedSRF(fcinfo, 0);
+	n = RegistrySnapshot(slots, REGISTRY_MAX_DATABASES);
+	for (int i = 0; i < n; i++)
+	{
+		SlotStatus *st = &slots[i];
+		Datum		values[13];
+		bool		nulls[13];
+		char	   *dbname = get_database_name(st->dbid);
+
+		memset(nulls, 0, sizeof(nulls));
+		if (dbname == NULL)
+			continue;
+		values[0] = CStringGetTextDatum(dbname);
+		values[1] = CStringGetTextDatum(RegistryStateName(st->state));
+		values[2] = Int32GetDatum(st->pid);
+		nulls[2] = (st->pid == 0);
+		values[3] = TimestampTzGetDatum(st->since);
+		nulls[3] = (st->since == 0);
+		values[4] = CStringGetTextDatum(st->activity);
+		nulls[4] = (st->activity[0] == '\0');
+		values[5] = CStringGetTextDatum(st->detail);
+		nulls[5] = (st->detail[0] == '\0');
+		values[6] = TimestampTzGetDatum(st->last_success);
+		nulls[6] = (st->last_success == 0);
+		values[7] = Int64GetDatum(st->sent);
+		values[8] = Int64GetDatum(st->delivered);
+		values[9] = Int64GetDatum(st->retried);
+		values[10] = Int64GetDatum(st->failed);
+		values[11] = Int64GetDatum(st->throttled);
+		values[12] = Int64GetDatum(st->batches);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

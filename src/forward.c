@@ -1,31 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * forward.c
- *	  Where a new error goes after it is stored: nowhere (off), to Graph
- *	  inside the call (sync), or into the outbox for the worker (async);
- *	  and what an answer from Graph means, for both modes.
+ *	  Where a stored error goes: nowhere (off), to Graph inside the call
+ *	  (sync: the send loop with its retries, all within edusync.timeout),
+ *	  or into the outbox for the delivery worker (async).  What an answer
+ *	  means is policy.c's; the outbox's SQL is outbox.c's.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
-#include "common/jsonapi.h"
-#include "executor/spi.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
-#include "utils/fmgrprotos.h"
-#include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#include "edusync.h"
+#include "answer.h"
+#include "forward.h"
 #include "graph_client.h"
-#include "remote.h"
+#include "graph_url.h"
+#include "outbox.h"
+#include "policy.h"
+#include "registry.h"
+#include "settings.h"
+#include "token.h"
 
 /* First backoff step of sync mode: the whole send fits in edusync.timeout. */
 #define SYNC_BACKOFF_BASE_MS	250
@@ -34,8 +34,6 @@
 #define ERRCODE_GRAPH_UNREACHABLE	MAKE_SQLSTATE('Y','G','0','0','2')
 #define ERRCODE_GRAPH_AUTH		MAKE_SQLSTATE('Y','G','0','0','3')
 
-static bool wake_at_commit = false;
-static bool xact_callback_registered = false;
 
 /* Raise 55000 unless the library was preloaded (the contract says why). */
 static void
@@ -50,6 +48,28 @@ RequirePreload(void)
 						 "and runs the delivery worker.")));
 }
 
+/*
+ * Raise 55000 unless a delivery worker serves this database (or is being
+ * started for it): an error queued here would otherwise wait for nobody.
+ */
+static void
+RequireWorker(void)
+{
+	SlotState	state;
+
+	if (RegistryServes(MyDatabaseId, &state))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("no delivery worker serves database \"%s\"",
+					get_database_name(MyDatabaseId)),
+			 errdetail("Its state: %s; an error queued here would never be sent.",
+					   RegistryStateName(state)),
+			 state == SLOT_NO_WORKER ?
+			 errhint("Raise max_worker_processes and restart the server, or use edusync.forward = 'sync' here.") :
+			 errhint("Add this database to edusync.databases (or empty it) and reload, or use edusync.forward = 'sync' here.")));
+}
+
 /* Raise 55000 unless an endpoint is configured: no default points at Graph. */
 static void
 RequireEndpoint(void)
@@ -61,79 +81,6 @@ RequireEndpoint(void)
 				 errhint("Set edusync.graph_url in postgresql.conf (Graph itself is https://graph.microsoft.com/beta) and reload.")));
 }
 
-/*
- * What one answer from Graph means: delivered (with the remote id), worth
- * another try, rejected for good, or an authentication failure.  Graph's
- * error code and message, when the body has them, go into out->reason.
- */
-void
-ClassifyResponse(long status, const char *body, size_t body_len,
-				 double retry_after, const char *transport_error,
-				 Outcome *out)
-{
-	RemoteAnswer ans;
-
-	RemoteReadAnswer(body, body_len, &ans);
-	ClassifyAnswer(status, &ans, retry_after, transport_error, out);
-}
-
-/* A sentence: text with a final period, unless it already has one. */
-char *
-Sentence(const char *text)
-{
-	size_t		n = strlen(text);
-
-	return (n > 0 && text[n - 1] == '.') ? pstrdup(text) : psprintf("%s.", text);
-}
-
-/* As ClassifyResponse, for an answer body already read into ans. */
-void
-ClassifyAnswer(long status, const RemoteAnswer *ans, double retry_after,
-			   const char *transport_error, Outcome *out)
-{
-	memset(out, 0, sizeof(*out));
-	out->status = status;
-	out->retry_after = retry_after;
-
-	if (status == 0)
-		out->reason = RemoteText(transport_error ? transport_error : "no answer",
-								 strlen(transport_error ? transport_error : "no answer"),
-								 REMOTE_TEXT_MAX);
-	else if (ans->code || ans->message)
-		out->reason = psprintf("%s: %s", ans->code ? ans->code : "(no code)",
-							   ans->message ? ans->message : "(no message)");
-	else
-		out->reason = psprintf("HTTP status %ld", status);
-	if (status != 0 && ans->request_id)
-		out->reason = psprintf("%s (request-id %s)", out->reason, ans->request_id);
-
-	if (status >= 200 && status < 300)
-	{
-		out->kind = OUTCOME_DELIVERED;
-		out->remote_id = ans->id;
-		out->reason = NULL;
-	}
-	else if (status == 401 || status == 403)
-		out->kind = OUTCOME_AUTH;
-	else if (GraphStatusRetryable(status))
-		out->kind = OUTCOME_RETRY;
-	else
-		out->kind = OUTCOME_REJECTED;
-}
-
-/* What a permanent answer is, in words, for the primary message. */
-static const char *
-RejectionWords(long status)
-{
-	if (status >= 300 && status < 400)
-		return "Graph answered with a redirect (HTTP status %ld), which edusync never follows";
-	if (status >= 400 && status < 500)
-		return "Graph rejected the error with HTTP status %ld";
-	if (status >= 500)
-		return "Graph failed the request with HTTP status %ld, which is not worth retrying";
-	return "Graph answered with the unexpected HTTP status %ld";
-}
-
 /* Milliseconds left until deadline (never negative). */
 static long
 RemainingMs(TimestampTz deadline)
@@ -141,32 +88,6 @@ RemainingMs(TimestampTz deadline)
 	TimestampTz now = GetCurrentTimestamp();
 
 	return (now >= deadline) ? 0 : (long) ((deadline - now) / 1000);
-}
-
-/* Record a delivery done inside the call (sync mode). */
-static void
-RecordSyncDelivery(const EdusyncError *err, int attempts, const Outcome *out)
-{
-	static SPIPlanPtr plan = NULL;
-	static const Oid types[] = {TEXTOID, UUIDOID, INT4OID, INT4OID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-
-	values[0] = CStringGetTextDatum(err->profile_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
-	values[2] = Int32GetDatum(attempts);
-	values[3] = Int32GetDatum((int32) out->status);
-	values[4] = out->remote_id ? CStringGetTextDatum(out->remote_id) : (Datum) 0;
-	nulls[4] = out->remote_id ? ' ' : 'n';
-
-	SPI_connect();
-	RunPlan(&plan,
-			"INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, "
-			"next_attempt_at, last_status, remote_id, delivered_at) "
-			"VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now()) "
-			"ON CONFLICT (profile_id, error_id) DO NOTHING",
-			5, types, values, nulls, false, 0);
-	SPI_finish();
 }
 
 /* Raise YG002: Graph unreachable, or still failing when time or attempts ran out. */
@@ -187,7 +108,7 @@ GiveUp(int attempts, const Outcome *last)
  * it lasts until its deadline.
  */
 static void
-SleepMs(long ms)
+SleepUntilDeadline(long ms)
 {
 	TimestampTz deadline;
 
@@ -213,7 +134,7 @@ static void
 ForwardSync(const EdusyncError *err)
 {
 	char	   *url = GraphErrorsUrl(err->profile_id);	/* 22023 if unsafe */
-	char	   *body = RequestBody(err);
+	char	   *body = AnswerRequestBody(err);
 	char	   *request_id = FormatGuid(&err->id);
 	TimestampTz deadline = GetCurrentTimestamp() +
 		(TimestampTz) edusync_timeout_ms * 1000;
@@ -272,17 +193,17 @@ ForwardSync(const EdusyncError *err)
 		switch (out.kind)
 		{
 			case OUTCOME_DELIVERED:
-				RecordSyncDelivery(err, attempt, &out);
+				OutboxRecordDelivered(err, attempt, out.status, out.remote_id);
 				return;
 			case OUTCOME_REJECTED:
 				ereport(ERROR,
 						(errcode(ERRCODE_GRAPH_REJECTED),
-						 errmsg_internal(RejectionWords(out.status), out.status),
+						 errmsg_internal(PolicyRejectionWords(out.status), out.status),
 						 errdetail_internal("%s", Sentence(out.reason))));
 				break;
 			case OUTCOME_AUTH:
 				/* a fetched token may have been revoked: fetch a new one once */
-				if (out.status == 401 && !refreshed && edusync_bearer_token[0] == '\0' &&
+				if (out.status == 401 && !refreshed && !TokenIsStatic() &&
 					token != NULL)
 				{
 					refresh = refreshed = true;
@@ -302,86 +223,10 @@ ForwardSync(const EdusyncError *err)
 			GiveUp(attempt, &out);
 		if (out.retry_after * 1000 >= RemainingMs(deadline))
 			GiveUp(attempt, &out);	/* Graph asks for a longer wait */
-		SleepMs(Min(GraphBackoffMs(attempt, out.retry_after,
+		SleepUntilDeadline(Min(PolicyBackoffMs(attempt, out.retry_after,
 								   SYNC_BACKOFF_BASE_MS, RemainingMs(deadline)),
 					RemainingMs(deadline)));
 	}
-}
-
-/* Put the error into the outbox; the worker sends it after commit. */
-static void
-Enqueue(const EdusyncError *err)
-{
-	static SPIPlanPtr plan = NULL;
-	static const Oid types[] = {TEXTOID, UUIDOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
-
-	values[0] = CStringGetTextDatum(err->profile_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
-	SPI_connect();
-	RunPlan(&plan,
-			"INSERT INTO edusync.deliveries (profile_id, error_id) VALUES ($1, $2) "
-			"ON CONFLICT (profile_id, error_id) DO NOTHING",
-			2, types, values, nulls, false, 0);
-	SPI_finish();
-	WakeWorkerAtCommit();
-}
-
-/* At commit, wake the worker if this transaction queued anything. */
-static void
-WakeAtCommit(XactEvent event, void *arg)
-{
-	switch (event)
-	{
-		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
-			if (wake_at_commit)
-				WorkerWake();
-			wake_at_commit = false;
-			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
-			wake_at_commit = false;
-			break;
-		default:
-			break;
-	}
-}
-
-/* Ask for the worker to be woken when this transaction commits. */
-void
-WakeWorkerAtCommit(void)
-{
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(WakeAtCommit, NULL);
-		xact_callback_registered = true;
-	}
-	wake_at_commit = true;
-}
-
-/* Was the error ever handed to forwarding (is there a delivery row)? */
-static bool
-DeliveryExists(const EdusyncError *err)
-{
-	static SPIPlanPtr plan = NULL;
-	static const Oid types[] = {TEXTOID, UUIDOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
-	bool		found;
-
-	values[0] = CStringGetTextDatum(err->profile_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
-	SPI_connect();
-	RunPlan(&plan,
-			"SELECT 1 FROM edusync.deliveries "
-			"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
-			"AND error_id OPERATOR(pg_catalog.=) $2",
-			2, types, values, nulls, false, 1);
-	found = (SPI_processed == 1);
-	SPI_finish();
-	return found;
 }
 
 /*
@@ -394,7 +239,7 @@ ForwardError(const EdusyncError *err, bool replay)
 {
 	if (edusync_forward == EDUSYNC_FORWARD_OFF)
 		return;
-	if (replay && DeliveryExists(err))
+	if (replay && OutboxHasDelivery(err))
 		return;
 
 	switch (edusync_forward)
@@ -409,17 +254,10 @@ ForwardError(const EdusyncError *err, bool replay)
 		case EDUSYNC_FORWARD_ASYNC:
 			RequirePreload();
 			RequireEndpoint();
-			if (!WorkerServesDatabase(MyDatabaseId))
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-						 errmsg("no delivery worker serves database \"%s\"",
-								get_database_name(MyDatabaseId)),
-						 errdetail("The delivery worker serves database \"%s\" (edusync.database); an error queued here would never be sent.",
-								   edusync_database),
-						 errhint("Use edusync.forward = 'sync' here, or set edusync.database to this database and restart the server.")));
+			RequireWorker();
 			/* refuse an unusable configuration now, not in the worker */
 			(void) GraphErrorsUrl(err->profile_id);
-			Enqueue(err);
+			OutboxEnqueue(err);
 			break;
 	}
 }

@@ -1,11 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * graph_client.c
- *	  The HTTP client of edusync: URL building and checks, one synchronous
- *	  request for a backend (GraphSend), several concurrent requests for the
- *	  background worker (GraphMulti*), and the retry policy both share.
+ *	  Where an error leaves over HTTP: one synchronous request for a backend
+ *	  (GraphSend), several concurrent requests for the delivery worker
+ *	  (GraphMulti*), and the Retry-After header of an answer.  URLs are
+ *	  built and checked in graph_url.c; what an answer means is policy.c's.
  *
- *	  This is the only file that includes <curl/curl.h>.  Every libcurl
+ *	  All libcurl transfers live here (graph_url.c uses libcurl's URL API
+ *	  and escaping only).  Every libcurl
  *	  resource is either kept for the life of the process (easy and multi
  *	  handles, so that connections stay alive between requests) or freed on
  *	  every path, ERROR included.  libcurl callbacks never raise an ERROR:
@@ -16,31 +18,26 @@
  */
 #include "postgres.h"
 
-#include <arpa/inet.h>
 #include <math.h>
-#include <netinet/in.h>
 #include <time.h>
 
 #include <curl/curl.h>
 
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
-#if PG_VERSION_NUM >= 150000
-#include "common/pg_prng.h"
-#endif
 
-#include "edusync.h"
 #include "graph_client.h"
+#include "graph_url.h"
+#include "settings.h"
 
 #if LIBCURL_VERSION_NUM < 0x073e00
 #error "edusync needs libcurl 7.62.0 or later (the URL API)"
 #endif
 
-#define GRAPH_USER_AGENT			"edusync/0.1.0"
+#define GRAPH_USER_AGENT			"edusync/" EDUSYNC_VERSION
 #define GRAPH_WAIT_STEP_MS			50	/* longest wait between interrupt
 										 * checks */
 #define GRAPH_CONNECT_TIMEOUT_MS	5000	/* connect + TLS handshake, at
@@ -50,8 +47,6 @@
 #define GRAPH_RETRY_AFTER_MAX		3600.0	/* seconds */
 #define GRAPH_MAX_HOST_CONNECTIONS	4
 #define GRAPH_POOL_MAX				256 /* transfers in flight at once */
-#define GRAPH_PROFILE_PLACEHOLDER	"{profile_id}"
-#define GRAPH_TENANT_PLACEHOLDER	"{tenant}"
 
 /*
  * One transfer: an easy handle kept for reuse, and what belongs to the
@@ -71,21 +66,10 @@ typedef struct GraphTransfer
 	char		errbuf[CURL_ERROR_SIZE];
 } GraphTransfer;
 
-/* The parts of a URL that the checks look at, palloc'd. */
-typedef struct GraphUrlParts
-{
-	CURLUcode	rc;				/* CURLUE_OK when the URL parsed */
-	char	   *scheme;
-	char	   *host;
-	bool		has_userinfo;
-	bool		has_query;
-	bool		has_fragment;
-} GraphUrlParts;
 
 /* Process-wide state; nothing here is shared between processes. */
 static bool graph_curl_ready = false;
 static MemoryContext GraphContext = NULL;
-static CURL *graph_escape_easy = NULL;
 
 static CURLM *sync_multi = NULL;
 static GraphTransfer *sync_xfer = NULL;
@@ -96,14 +80,6 @@ static int	pool_size = 0;
 static int	pool_in_flight = 0;
 
 static void GraphInit(void);
-static void GraphParseUrl(const char *url, GraphUrlParts *parts);
-static char *GraphUrlPart(CURLU *h, CURLUPart what);
-static bool GraphHostIsLoopback(const char *host);
-static void GraphRefuseUrl(const char *setting_name, const char *detail) pg_attribute_noreturn();
-static char *GraphCheckUrlInternal(const char *url, const char *setting_name,
-								   bool allow_query);
-static char *GraphBaseUrl(size_t *len);
-static char *GraphCurlStrdup(char *s, bool wipe);
 static GraphTransfer *GraphTransferCreate(void);
 static void GraphTransferPrepare(GraphTransfer *xfer, const GraphRequest *req,
 								 bool copy_body);
@@ -169,452 +145,45 @@ GraphSetoptFailed(const char *option, CURLcode rc)
 					option, curl_easy_strerror(rc))));
 }
 
-/* Copy a string malloc'd by libcurl into palloc'd memory and free it. */
-static char *
-GraphCurlStrdup(char *s, bool wipe)
-{
-	size_t		len = strlen(s);
-	char	   *copy = palloc_extended(len + 1, MCXT_ALLOC_NO_OOM);
-
-	if (copy != NULL)
-		memcpy(copy, s, len + 1);
-	if (wipe)
-		explicit_bzero(s, len);
-	curl_free(s);
-	if (copy == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	return copy;
-}
-
 
 /* ---------------------------------------------------------------------
- * URLs
- * ---------------------------------------------------------------------
- */
-
-/* One part of a parsed URL, palloc'd, or NULL when the URL has none. */
-static char *
-GraphUrlPart(CURLU *h, CURLUPart what)
-{
-	char	   *s = NULL;
-
-	if (curl_url_get(h, what, &s, 0) != CURLUE_OK || s == NULL)
-		return NULL;
-	return GraphCurlStrdup(s, false);
-}
-
-/* Parse url with libcurl's URL API, the parser the transfer itself uses. */
-static void
-GraphParseUrl(const char *url, GraphUrlParts *parts)
-{
-	CURLU	   *volatile h;
-
-	memset(parts, 0, sizeof(*parts));
-	h = curl_url();
-	if (h == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-
-	PG_TRY();
-	{
-		/*
-		 * Same flags as the transfer: no default or guessed scheme, dot
-		 * segments kept as they are (CURLOPT_PATH_AS_IS).
-		 */
-		parts->rc = curl_url_set(h, CURLUPART_URL, url,
-								 CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS);
-		if (parts->rc == CURLUE_OK)
-		{
-			char	   *s;
-
-			parts->scheme = GraphUrlPart(h, CURLUPART_SCHEME);
-			parts->host = GraphUrlPart(h, CURLUPART_HOST);
-
-			/* userinfo is only tested for presence, never copied */
-			s = NULL;
-			if (curl_url_get(h, CURLUPART_USER, &s, 0) == CURLUE_OK && s)
-				parts->has_userinfo = true;
-			if (s)
-				curl_free(s);
-			s = NULL;
-			if (curl_url_get(h, CURLUPART_PASSWORD, &s, 0) == CURLUE_OK && s)
-				parts->has_userinfo = true;
-			if (s)
-			{
-				explicit_bzero(s, strlen(s));
-				curl_free(s);
-			}
-			s = NULL;
-			if (curl_url_get(h, CURLUPART_OPTIONS, &s, 0) == CURLUE_OK && s)
-				parts->has_userinfo = true;
-			if (s)
-				curl_free(s);
-
-			s = NULL;
-			if (curl_url_get(h, CURLUPART_QUERY, &s, 0) == CURLUE_OK && s)
-				parts->has_query = true;
-			if (s)
-				curl_free(s);
-			s = NULL;
-			if (curl_url_get(h, CURLUPART_FRAGMENT, &s, 0) == CURLUE_OK && s)
-				parts->has_fragment = true;
-			if (s)
-				curl_free(s);
-		}
-	}
-	PG_FINALLY();
-	{
-		curl_url_cleanup(h);
-	}
-	PG_END_TRY();
-}
-
-/* Is host (as libcurl's URL API gives it) a loopback address or name? */
-static bool
-GraphHostIsLoopback(const char *host)
-{
-	struct in_addr v4;
-	struct in6_addr v6;
-	size_t		len;
-
-	if (host == NULL || host[0] == '\0')
-		return false;
-
-	/* libcurl (7.78+) resolves "localhost" itself, to 127.0.0.1 and ::1 */
-	if (pg_strcasecmp(host, "localhost") == 0)
-		return true;
-
-	/* libcurl normalises 127.1, 0x7f000001 etc. to dotted quads */
-	if (inet_pton(AF_INET, host, &v4) == 1)
-		return (ntohl(v4.s_addr) >> 24) == 127;
-
-	/* IPv6 literals come bracketed; a zone id makes the test fail */
-	len = strlen(host);
-	if (len > 2 && len < INET6_ADDRSTRLEN + 2 &&
-		host[0] == '[' && host[len - 1] == ']')
-	{
-		char		buf[INET6_ADDRSTRLEN + 2];
-
-		memcpy(buf, host + 1, len - 2);
-		buf[len - 2] = '\0';
-		if (inet_pton(AF_INET6, buf, &v6) == 1)
-			return memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0;
-	}
-	return false;
-}
-
-/* Refuse an unsafe URL with 22023, naming the setting, never the URL. */
-static void
-GraphRefuseUrl(const char *setting_name, const char *detail)
-{
-	if (setting_name != NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid value for parameter \"%s\"", setting_name),
-				 errdetail_internal("%s", detail)));
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("refusing to send a request to an unsafe URL"),
-				 errdetail_internal("%s", detail)));
-}
-
-/* Check url as GraphCheckUrl does; return its host, palloc'd. */
-static char *
-GraphCheckUrlInternal(const char *url, const char *setting_name,
-					  bool allow_query)
-{
-	GraphUrlParts parts;
-
-	if (url == NULL || url[0] == '\0')
-		GraphRefuseUrl(setting_name, "The URL is empty.");
-
-	/* the URL API needs no curl_global_init: safe in any process */
-	GraphParseUrl(url, &parts);
-
-	if (parts.rc != CURLUE_OK)
-	{
-#if LIBCURL_VERSION_NUM >= 0x075000
-		GraphRefuseUrl(setting_name,
-					   psprintf("The URL is malformed: %s.",
-								curl_url_strerror(parts.rc)));
-#else
-		GraphRefuseUrl(setting_name, "The URL is malformed.");
-#endif
-	}
-	if (parts.scheme == NULL || parts.host == NULL || parts.host[0] == '\0')
-		GraphRefuseUrl(setting_name, "The URL has no scheme or no host.");
-	if (parts.has_userinfo)
-		GraphRefuseUrl(setting_name,
-					   "The URL must not contain user information; credentials belong in edusync.bearer_token or edusync.client_secret.");
-	if (parts.has_fragment)
-		GraphRefuseUrl(setting_name, "The URL must not contain a fragment (#).");
-	if (parts.has_query && !allow_query)
-		GraphRefuseUrl(setting_name, "The URL must not contain a query (?).");
-
-	if (pg_strcasecmp(parts.scheme, "https") == 0)
-		return parts.host;
-	if (pg_strcasecmp(parts.scheme, "http") == 0)
-	{
-		if (GraphHostIsLoopback(parts.host))
-			return parts.host;
-		GraphRefuseUrl(setting_name,
-					   psprintf("Plain http is allowed only to a loopback host (127.0.0.0/8, ::1, localhost); \"%s\" is not one.",
-								parts.host));
-	}
-	GraphRefuseUrl(setting_name,
-				   psprintf("The URL must use https (or http to a loopback host), not \"%s\".",
-							parts.scheme));
-	return NULL;				/* keep compiler quiet */
-}
-
-/*
- * Check a URL before any traffic: well formed, https or http to loopback,
- * no user information, no fragment.  Raises 22023 naming setting_name.
- */
-void
-GraphCheckUrl(const char *url, const char *setting_name)
-{
-	char	   *host = GraphCheckUrlInternal(url, setting_name, true);
-
-	pfree(host);
-}
-
-/* edusync.graph_url, checked, without trailing slashes; *len its length. */
-static char *
-GraphBaseUrl(size_t *len)
-{
-	const char *base = edusync_graph_url;
-	char	   *host;
-	size_t		n;
-
-	host = GraphCheckUrlInternal(base, "edusync.graph_url", false);
-	n = strlen(base);
-	while (n > 0 && base[n - 1] == '/')
-		n--;
-	*len = n;
-	return host;
-}
-
-/*
- * The URL to POST one error to: graph_url + errors_path, with the profile
- * id percent-encoded into {profile_id}.
- */
-char *
-GraphErrorsUrl(const char *profile_id)
-{
-	const char *path = edusync_errors_path;
-	const char *slot;
-	const char *after;
-	char	   *base_host;
-	char	   *host;
-	char	   *escaped;
-	size_t		base_len;
-	StringInfoData url;
-
-	if (profile_id == NULL || profile_id[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("profile id must not be empty")));
-
-	base_host = GraphBaseUrl(&base_len);
-
-	if (path == NULL || path[0] != '/')
-		GraphRefuseUrl("edusync.errors_path",
-					   "The path must start with \"/\".");
-	slot = strstr(path, GRAPH_PROFILE_PLACEHOLDER);
-	if (slot == NULL ||
-		strstr(slot + 1, GRAPH_PROFILE_PLACEHOLDER) != NULL)
-		GraphRefuseUrl("edusync.errors_path",
-					   "The path must contain \"{profile_id}\" exactly once.");
-	after = slot + strlen(GRAPH_PROFILE_PLACEHOLDER);
-
-	escaped = GraphEscapeSegment(profile_id);
-
-	initStringInfo(&url);
-	appendBinaryStringInfo(&url, edusync_graph_url, base_len);
-	appendBinaryStringInfo(&url, path, slot - path);
-	appendStringInfoString(&url, escaped);
-	appendStringInfoString(&url, after);
-	pfree(escaped);
-
-	host = GraphCheckUrlInternal(url.data, "edusync.errors_path", true);
-	if (pg_strcasecmp(host, base_host) != 0)
-		GraphRefuseUrl("edusync.errors_path",
-					   "The path must not change the host of edusync.graph_url.");
-	pfree(host);
-	pfree(base_host);
-
-	return url.data;
-}
-
-/* The $batch URL: graph_url + "/$batch". */
-char *
-GraphBatchUrl(void)
-{
-	char	   *base_host;
-	char	   *url;
-	size_t		base_len;
-
-	base_host = GraphBaseUrl(&base_len);
-	url = psprintf("%.*s/$batch", (int) base_len, edusync_graph_url);
-	pfree(GraphCheckUrlInternal(url, "edusync.graph_url", false));
-	pfree(base_host);
-	return url;
-}
-
-/* The token endpoint: token_url with {tenant} replaced by the escaped id. */
-char *
-GraphTokenUrl(void)
-{
-	const char *tmpl = edusync_token_url;
-	const char *p;
-	const char *slot;
-	char	   *escaped = NULL;
-	StringInfoData url;
-
-	if (tmpl == NULL || tmpl[0] == '\0')
-		GraphRefuseUrl("edusync.token_url", "The URL is empty.");
-
-	initStringInfo(&url);
-	p = tmpl;
-	while ((slot = strstr(p, GRAPH_TENANT_PLACEHOLDER)) != NULL)
-	{
-		if (escaped == NULL)
-		{
-			if (edusync_tenant_id == NULL || edusync_tenant_id[0] == '\0')
-				GraphRefuseUrl("edusync.tenant_id",
-							   "edusync.token_url contains \"{tenant}\" but edusync.tenant_id is not set.");
-			escaped = GraphEscape(edusync_tenant_id);
-		}
-		appendBinaryStringInfo(&url, p, slot - p);
-		appendStringInfoString(&url, escaped);
-		p = slot + strlen(GRAPH_TENANT_PLACEHOLDER);
-	}
-	appendStringInfoString(&url, p);
-	if (escaped)
-		pfree(escaped);
-
-	pfree(GraphCheckUrlInternal(url.data, "edusync.token_url", true));
-	return url.data;
-}
-
-/*
- * Percent-encode s with libcurl: everything but ALPHA, DIGIT and "-._~" is
- * escaped, so the result is one path segment or one form value.
- */
-char *
-GraphEscape(const char *s)
-{
-	size_t		len;
-	char	   *e;
-
-	GraphInit();
-	if (s == NULL)
-		s = "";
-	len = strlen(s);
-	if (len > INT_MAX / 3)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("value too long to percent-encode")));
-
-	/* libcurl before 7.82 wants a handle here; it keeps no state in it */
-	if (graph_escape_easy == NULL)
-	{
-		graph_escape_easy = curl_easy_init();
-		if (graph_escape_easy == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory"),
-					 errdetail("Could not create a libcurl handle.")));
-	}
-
-	e = curl_easy_escape(graph_escape_easy, s, (int) len);
-	if (e == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-
-	/* the value may be a secret: wipe libcurl's copy */
-	return GraphCurlStrdup(e, true);
-}
-
-
-/*
- * Percent-encode s as one path segment: GraphEscape, and the dot-segments
- * "." and ".." (which libcurl leaves alone) as %2E, so that no value can
- * climb the path even where the server normalises it.
- */
-char *
-GraphEscapeSegment(const char *s)
-{
-	char	   *e = GraphEscape(pg_server_to_any(s, strlen(s), PG_UTF8));
-
-	if (strcmp(e, ".") == 0 || strcmp(e, "..") == 0)
-	{
-		char	   *dots = pstrdup(strlen(e) == 1 ? "%2E" : "%2E%2E");
-
-		pfree(e);
-		return dots;
-	}
-	return e;
-}
-
-
-/* ---------------------------------------------------------------------
- * Retry policy
+ * Answer headers
  * ---------------------------------------------------------------------
  */
 
 /*
  * Retry-After as seconds from now: delta-seconds ("2"), fractional
- * ("2.128") or an HTTP-date.  Never negative, at most an hour; -1 when
- * absent or unparseable.
+ * ("2.128", read by strtod; no sign, exponent or hex) or an HTTP-date.
+ * Never negative, at most an hour; -1 when absent or unparseable.
  */
 double
 GraphParseRetryAfter(const char *value)
 {
-	const char *p;
+	const char *p = value;
 	double		seconds;
 
-	if (value == NULL)
+	if (p == NULL)
 		return -1;
-	p = value;
 	while (*p == ' ' || *p == '\t')
 		p++;
-	if (*p == '\0')
-		return -1;
-
 	if (*p >= '0' && *p <= '9')
 	{
-		double		scale = 0.1;
+		const char *q = p + strspn(p, "0123456789");
 
-		seconds = 0;
-		while (*p >= '0' && *p <= '9')
+		/* delta-seconds, possibly with a fraction (Graph: "2.128") */
+		if (*q == '.')
 		{
-			if (seconds < GRAPH_RETRY_AFTER_MAX * 10)
-				seconds = seconds * 10 + (*p - '0');
-			p++;
-		}
-		if (*p == '.')
-		{
-			p++;
-			if (!(*p >= '0' && *p <= '9'))
+			size_t		frac = strspn(q + 1, "0123456789");
+
+			if (frac == 0)
 				return -1;
-			while (*p >= '0' && *p <= '9')
-			{
-				seconds += (*p - '0') * scale;
-				scale /= 10;
-				p++;
-			}
+			q += 1 + frac;
 		}
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p != '\0')
+		while (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')
+			q++;
+		if (*q != '\0')
 			return -1;
+		seconds = strtod(p, NULL);	/* HUGE_VAL on overflow: capped below */
 	}
 	else if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z'))
 	{
@@ -633,72 +202,6 @@ GraphParseRetryAfter(const char *value)
 	if (seconds > GRAPH_RETRY_AFTER_MAX)
 		seconds = GRAPH_RETRY_AFTER_MAX;
 	return seconds;
-}
-
-/* Is an HTTP status (0: no answer) worth another attempt? */
-bool
-GraphStatusRetryable(long status)
-{
-	switch (status)
-	{
-		case 0:
-		case 408:
-		case 429:
-		case 500:
-		case 502:
-		case 503:
-		case 504:
-			return true;
-		default:
-			return false;
-	}
-}
-
-/*
- * Delay before attempt + 1, in ms: full jitter, a random value in
- * [0, min(cap, base * 2^(attempt - 1))], but never less than Retry-After
- * when the server gave one (retry_after_s >= 0).
- */
-long
-GraphBackoffMs(int attempt, double retry_after_s, long base_ms, long cap_ms)
-{
-	uint64		ceiling;
-	uint64		delay;
-	int			i;
-
-	if (attempt < 1)
-		attempt = 1;
-	if (base_ms < 0)
-		base_ms = 0;
-	if (cap_ms < 0)
-		cap_ms = 0;
-
-	ceiling = (uint64) base_ms;
-	for (i = 1; i < attempt && ceiling > 0 && ceiling < (uint64) cap_ms; i++)
-		ceiling *= 2;
-	if (ceiling > (uint64) cap_ms)
-		ceiling = (uint64) cap_ms;
-
-#if PG_VERSION_NUM >= 150000
-	delay = pg_prng_uint64_range(&pg_global_prng_state, 0, ceiling);
-#else
-	delay = (uint64) ((double) random() / 2147483648.0 * (double) (ceiling + 1));
-	if (delay > ceiling)
-		delay = ceiling;
-#endif
-
-	if (retry_after_s >= 0)
-	{
-		double		ra = retry_after_s;
-		uint64		ra_ms;
-
-		if (ra > GRAPH_RETRY_AFTER_MAX)
-			ra = GRAPH_RETRY_AFTER_MAX;
-		ra_ms = (uint64) ceil(ra * 1000.0);
-		if (delay < ra_ms)
-			delay = ra_ms;
-	}
-	return (long) delay;
 }
 
 
@@ -1122,7 +625,7 @@ GraphSend(const GraphRequest *req, GraphResponse *resp)
 	resp->retry_after = -1;
 
 	/* belt and braces: callers build URLs with the checked builders */
-	pfree(GraphCheckUrlInternal(req->url, NULL, true));
+	GraphCheckSendUrl(req->url);
 
 	GraphInit();
 	if (sync_multi == NULL)
@@ -1241,7 +744,7 @@ GraphMultiAdd(const GraphRequest *req)
 {
 	GraphTransfer *volatile xfer;
 
-	pfree(GraphCheckUrlInternal(req->url, NULL, true));
+	GraphCheckSendUrl(req->url);
 
 	GraphInit();
 	if (pool_multi == NULL)

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * graph_client.h
- *	  The HTTP client of edusync: every use of libcurl lives in
+ *	  Where an error leaves over HTTP: every libcurl transfer lives in
  *	  graph_client.c, behind these functions.
  *
  *	  Nothing here raises an ERROR for a network outcome: results come back
@@ -11,8 +11,8 @@
  *
  *-------------------------------------------------------------------------
  */
-#ifndef GRAPH_CLIENT_H
-#define GRAPH_CLIENT_H
+#ifndef EDUSYNC_GRAPH_CLIENT_H
+#define EDUSYNC_GRAPH_CLIENT_H
 
 /* What one HTTP exchange gave. */
 typedef struct GraphResponse
@@ -39,35 +39,8 @@ typedef struct GraphRequest
 	void	   *tag;			/* caller's, handed back by the multi API */
 } GraphRequest;
 
-/*
- * URL building and checks.  Each raises 22023 (before any traffic) for a
- * malformed URL, a scheme other than https, http to a host that is not
- * loopback (127.0.0.0/8, ::1, localhost), or an errors_path without
- * {profile_id}.  Results are palloc'd in CurrentMemoryContext.
- */
-extern void GraphCheckUrl(const char *url, const char *setting_name);
-extern char *GraphErrorsUrl(const char *profile_id);	/* graph_url +
-														 * errors_path */
-extern char *GraphBatchUrl(void);	/* graph_url + "/$batch" */
-extern char *GraphTokenUrl(void);	/* token_url with {tenant} escaped */
-extern char *GraphEscape(const char *s);	/* percent-encode one form
-											 * value */
-extern char *GraphEscapeSegment(const char *s); /* one path segment, dot
-												 * segments included */
-
 /* Retry-After value (delta-seconds, fractional, or HTTP-date) -> seconds. */
 extern double GraphParseRetryAfter(const char *value);
-
-/*
- * Retry policy shared by sync mode and the worker.  GraphStatusRetryable:
- * 0 (no answer), 408, 429, 500, 502, 503, 504.  GraphBackoffMs: the delay
- * before the next attempt (attempt >= 1 is the one that just failed), full
- * jitter in [0, min(cap_ms, base_ms * 2^(attempt - 1))], never less than
- * retry_after_s when that is >= 0.
- */
-extern bool GraphStatusRetryable(long status);
-extern long GraphBackoffMs(int attempt, double retry_after_s, long base_ms,
-						   long cap_ms);
 
 /*
  * One request, synchronously, on a connection kept alive across calls in
@@ -86,21 +59,4 @@ extern void GraphMultiAdd(const GraphRequest *req);
 extern int	GraphMultiRun(long wait_ms, GraphDoneCallback done, void *arg);
 extern int	GraphMultiInFlight(void);
 
-/* token.c: the bearer token for Graph. */
-typedef enum TokenStatus
-{
-	TOKEN_OK,					/* *token set (NULL: no auth configured) */
-	TOKEN_UNREACHABLE,			/* token endpoint unreachable: YG002 */
-	TOKEN_REJECTED				/* token endpoint answered an error: YG003 */
-} TokenStatus;
-
-/*
- * The token to send: edusync.bearer_token when set, else one obtained by
- * the client-credentials flow and cached (per process) until shortly
- * before it expires; force_refresh drops the cached one first (after a
- * 401).  On failure, *detail says why without any secret.
- */
-extern TokenStatus TokenGet(bool force_refresh, long timeout_ms,
-							const char **token, char **detail);
-
-#endif							/* GRAPH_CLIENT_H */
+#endif							/* EDUSYNC_GRAPH_CLIENT_H */

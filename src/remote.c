@@ -20,21 +20,16 @@
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "utils/memutils.h"
 
-#include "edusync.h"
-#include "graph_client.h"
+#include "compat.h"
+#include "graph_url.h"
 #include "remote.h"
+#include "settings.h"
 
 #define REMOTE_JSON_MAX_DEPTH	64
 #define REMOTE_REDACTED			"[redacted]"
 
-#if PG_VERSION_NUM >= 160000
-#define REMOTE_JSON_ACTION	JsonParseErrorType
-#define REMOTE_JSON_DONE	return JSON_SUCCESS
-#else
-#define REMOTE_JSON_ACTION	void
-#define REMOTE_JSON_DONE	return
-#endif
 
 /* Where the walk is: the key or array position at each level. */
 typedef struct WalkState
@@ -46,13 +41,22 @@ typedef struct WalkState
 	void	   *arg;
 } WalkState;
 
-/* The access token fetched by the client-credentials flow, if any. */
-static const char *fetched_token = NULL;
+/* Copies of the secrets edusync sends (REMOTE_SECRET_*), or NULL. */
+static const char *secrets[REMOTE_SECRETS];
 
 void
-RemoteSetFetchedToken(const char *token)
+RemoteSetSecret(int which, const char *secret)
 {
-	fetched_token = token;
+	char	   *old = (char *) secrets[which];
+
+	if (old != NULL && secret != NULL && strcmp(old, secret) == 0)
+		return;
+	secrets[which] = secret ? MemoryContextStrdup(TopMemoryContext, secret) : NULL;
+	if (old != NULL)
+	{
+		explicit_bzero(old, strlen(old));
+		pfree(old);
+	}
 }
 
 /*
@@ -124,24 +128,24 @@ PrepareJson(const char *body, size_t len)
 }
 
 /* Parser callbacks: keep track of the path, hand scalars to the visitor. */
-static REMOTE_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 WalkObjectStart(void *state)
 {
 	WalkState  *w = (WalkState *) state;
 
 	w->depth++;
 	w->keys[w->depth] = "";
-	REMOTE_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
-static REMOTE_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 WalkEnd(void *state)
 {
 	((WalkState *) state)->depth--;
-	REMOTE_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
-static REMOTE_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 WalkArrayStart(void *state)
 {
 	WalkState  *w = (WalkState *) state;
@@ -149,35 +153,35 @@ WalkArrayStart(void *state)
 	w->depth++;
 	w->keys[w->depth] = NULL;
 	w->index[w->depth] = -1;
-	REMOTE_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
-static REMOTE_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 WalkFieldStart(void *state, char *fname, bool isnull)
 {
 	WalkState  *w = (WalkState *) state;
 
 	w->keys[w->depth] = fname ? fname : "";
-	REMOTE_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
-static REMOTE_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 WalkElementStart(void *state, bool isnull)
 {
 	WalkState  *w = (WalkState *) state;
 
 	w->index[w->depth]++;
-	REMOTE_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
-static REMOTE_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 WalkScalar(void *state, char *token, JsonTokenType tokentype)
 {
 	WalkState  *w = (WalkState *) state;
 	StringInfoData path;
 
 	if (token == NULL)
-		REMOTE_JSON_DONE;
+		EDUSYNC_JSON_DONE;
 	initStringInfo(&path);
 	for (int level = 1; level <= w->depth; level++)
 	{
@@ -190,7 +194,7 @@ WalkScalar(void *state, char *token, JsonTokenType tokentype)
 	}
 	w->visit(w->arg, path.data, tokentype == JSON_TOKEN_STRING, token);
 	pfree(path.data);
-	REMOTE_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
 bool
@@ -220,11 +224,7 @@ RemoteJsonWalk(const char *body, size_t len, RemoteJsonVisit visit, void *arg)
 	sem.array_element_start = WalkElementStart;
 	sem.scalar = WalkScalar;
 
-#if PG_VERSION_NUM >= 170000
-	lex = makeJsonLexContextCstringLen(NULL, copy, strlen(copy), PG_UTF8, true);
-#else
-	lex = makeJsonLexContextCstringLen(copy, strlen(copy), PG_UTF8, true);
-#endif
+	lex = EdusyncJsonLexer(copy, strlen(copy), PG_UTF8);
 	return pg_parse_json(lex, &sem) == JSON_SUCCESS;
 }
 
@@ -328,9 +328,8 @@ RemoteText(const char *text, size_t len, int max_chars)
 		i += l;
 	}
 
-	RedactSecret(&s, edusync_bearer_token);
-	RedactSecret(&s, edusync_client_secret);
-	RedactSecret(&s, fetched_token);
+	for (int k = 0; k < REMOTE_SECRETS; k++)
+		RedactSecret(&s, secrets[k]);
 
 	initStringInfo(&out);
 	for (i = 0; i < s.len;)

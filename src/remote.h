@@ -39,8 +39,12 @@ extern bool RemoteJsonWalk(const char *body, size_t len, RemoteJsonVisit visit,
  */
 extern char *RemoteText(const char *text, size_t len, int max_chars);
 
-/* The fetched access token, also redacted from remote text (NULL: none). */
-extern void RemoteSetFetchedToken(const char *token);
+/* The secrets redacted from remote text: set by token.c as it uses them. */
+#define REMOTE_SECRET_STATIC	0	/* the static bearer token */
+#define REMOTE_SECRET_CLIENT	1	/* the client secret */
+#define REMOTE_SECRET_FETCHED	2	/* the token the flow fetched */
+#define REMOTE_SECRETS			3
+extern void RemoteSetSecret(int which, const char *secret);
 
 /* What edusync reads of a Graph answer body, each cleaned; NULL if absent. */
 typedef struct RemoteAnswer

@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * store.c
- *	  The tables behind the functions: insert an error (with the idempotent
- *	  replay of a known id), read one back, read a page of them.  All SQL is
- *	  run through SPI with parameters, from plans prepared once per session.
+ *	  The home of every statement on sync_profiles and sync_errors: insert
+ *	  an error (with the idempotent replay of a known id), read one back,
+ *	  read a page of them; and the one row-to-error mapping (the outbox
+ *	  uses it too).  All SQL runs through SPI with parameters, from plans
+ *	  prepared once per process.
  *
  *-------------------------------------------------------------------------
  */
@@ -15,12 +17,12 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "edusync.h"
+#include "answer.h"
+#include "saved_plan.h"
+#include "store.h"
+#include "text_util.h"
 
-/* The stored columns of an error, in the order every SELECT here uses. */
-#define ERROR_COLUMNS \
-	"id, entry_type, error_code, error_message, joining_value, " \
-	"recorded_date_time, reportable_identifier"
+#define ERROR_COLUMNS	STORE_ERROR_COLUMNS("")
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr fetch_plan = NULL;
@@ -28,80 +30,29 @@ static SPIPlanPtr list_plan = NULL;
 static SPIPlanPtr profile_plan = NULL;
 
 /*
- * Run a statement from a plan prepared on first use and kept for the
- * session.  The caller is connected to SPI.
+ * Fill err from a row holding STORE_ERROR_COLUMNS from column first_col on,
+ * copying into mcxt.
  */
-int
-RunPlan(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types,
-		Datum *values, const char *nulls, bool read_only, long count)
-{
-	int			ret;
-
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, (Oid *) types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	ret = SPI_execute_plan(*plan, values, nulls, read_only, count);
-	if (ret < 0)
-		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
-	return ret;
-}
-
-/* A text datum, or a null flag, for a parameter. */
-static Datum
-TextParam(const char *s, char *null)
-{
-	*null = (s == NULL) ? 'n' : ' ';
-	return s ? CStringGetTextDatum(s) : (Datum) 0;
-}
-
-/* A text column as a C string in mcxt; NULL for SQL NULL. */
-static char *
-TextColumn(HeapTuple tup, TupleDesc desc, int col, MemoryContext mcxt)
+void
+StoreRowToError(HeapTuple tup, TupleDesc desc, int first_col,
+				const char *profile_id, MemoryContext mcxt, EdusyncError *err)
 {
 	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	if (isnull)
-		return NULL;
-	return MemoryContextStrdup(mcxt, TextDatumGetCString(d));
-}
-
-/* Fill err from a row of ERROR_COLUMNS, copying into mcxt. */
-static void
-RowToError(HeapTuple tup, TupleDesc desc, const char *profile_id,
-		   MemoryContext mcxt, EdusyncError *err)
-{
-	bool		isnull;
+	int			c = first_col;
 
 	memset(err, 0, sizeof(*err));
 	err->profile_id = MemoryContextStrdup(mcxt, profile_id);
-	memcpy(&err->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+	memcpy(&err->id, DatumGetUUIDP(SPI_getbinval(tup, desc, c, &isnull)),
 		   sizeof(pg_uuid_t));
 	err->id_given = true;
-	err->entry_type = TextColumn(tup, desc, 2, mcxt);
-	err->error_code = TextColumn(tup, desc, 3, mcxt);
-	err->error_message = TextColumn(tup, desc, 4, mcxt);
-	err->joining_value = TextColumn(tup, desc, 5, mcxt);
+	err->entry_type = TextColumn(tup, desc, c + 1, mcxt);
+	err->error_code = TextColumn(tup, desc, c + 2, mcxt);
+	err->error_message = TextColumn(tup, desc, c + 3, mcxt);
+	err->joining_value = TextColumn(tup, desc, c + 4, mcxt);
 	err->recorded_date_time =
-		DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
+		DatumGetTimestampTz(SPI_getbinval(tup, desc, c + 5, &isnull));
 	err->recorded_given = true;
-	err->reportable_identifier = TextColumn(tup, desc, 7, mcxt);
-}
-
-/* Are two optional strings equal (NULL equals NULL)? */
-static bool
-SameString(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
+	err->reportable_identifier = TextColumn(tup, desc, c + 6, mcxt);
 }
 
 /*
@@ -125,7 +76,7 @@ static bool ReadError(const char *profile_id, const pg_uuid_t *id,
 
 /* Does the profile exist? */
 bool
-ProfileExists(const char *profile_id)
+StoreProfileExists(const char *profile_id)
 {
 	static const Oid types[] = {TEXTOID};
 	Datum		values[1];
@@ -134,7 +85,7 @@ ProfileExists(const char *profile_id)
 
 	values[0] = TextParam(profile_id, &nulls[0]);
 	SPI_connect();
-	RunPlan(&profile_plan,
+	RunSavedPlan(&profile_plan,
 			"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1",
 			1, types, values, nulls, true, 1);
 	found = (SPI_processed == 1);
@@ -144,7 +95,7 @@ ProfileExists(const char *profile_id)
 
 /* Raise the contract's 23503 for a profile that does not exist. */
 void
-NoSuchProfile(const char *profile_id)
+StoreNoSuchProfile(const char *profile_id)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
@@ -180,7 +131,7 @@ StoreError(EdusyncError *err)
 
 	SPI_connect();
 	/* one statement on the hot path: no row means no profile, or a known id */
-	RunPlan(&insert_plan,
+	RunSavedPlan(&insert_plan,
 			"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
 			"SELECT p.id, $2, $3, $4, $5, $6, $7, $8 "
 			"FROM edusync.sync_profiles p WHERE p.id OPERATOR(pg_catalog.=) $1 "
@@ -197,7 +148,7 @@ StoreError(EdusyncError *err)
 	 * session since the statement began (ON CONFLICT waited for it).
 	 */
 	if (!ReadError(err->profile_id, &err->id, false, &stored))
-		NoSuchProfile(err->profile_id);
+		StoreNoSuchProfile(err->profile_id);
 	if (!SameContent(err, &stored))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -210,7 +161,7 @@ StoreError(EdusyncError *err)
 
 /* Read one stored error into err (in the current memory context). */
 bool
-FetchError(const char *profile_id, const pg_uuid_t *id, EdusyncError *err)
+StoreFetchError(const char *profile_id, const pg_uuid_t *id, EdusyncError *err)
 {
 	return ReadError(profile_id, id, true, err);
 }
@@ -233,13 +184,13 @@ ReadError(const char *profile_id, const pg_uuid_t *id, bool read_only,
 	values[1] = UUIDPGetDatum((pg_uuid_t *) id);
 
 	SPI_connect();
-	RunPlan(&fetch_plan,
+	RunSavedPlan(&fetch_plan,
 			"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
 			"WHERE profile_id OPERATOR(pg_catalog.=) $1 AND id OPERATOR(pg_catalog.=) $2",
 			2, types, values, nulls, read_only, 1);
 	found = (SPI_processed == 1);
 	if (found)
-		RowToError(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, profile_id,
+		StoreRowToError(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, profile_id,
 				   mcxt, err);
 	SPI_finish();
 	return found;
@@ -251,7 +202,7 @@ ReadError(const char *profile_id, const pg_uuid_t *id, bool read_only,
  * the palloc'd array *errs.
  */
 int
-ListErrors(const char *profile_id, int64 limit, int64 skip,
+StoreListErrors(const char *profile_id, int64 limit, int64 skip,
 		   EdusyncError **errs)
 {
 	static const Oid types[] = {TEXTOID, INT8OID, INT8OID};
@@ -265,7 +216,7 @@ ListErrors(const char *profile_id, int64 limit, int64 skip,
 	values[2] = Int64GetDatum(skip);
 
 	SPI_connect();
-	RunPlan(&list_plan,
+	RunSavedPlan(&list_plan,
 			"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
 			"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
 			"ORDER BY recorded_date_time DESC, id DESC LIMIT $2 OFFSET $3",
@@ -273,7 +224,7 @@ ListErrors(const char *profile_id, int64 limit, int64 skip,
 	n = (int) SPI_processed;
 	*errs = MemoryContextAllocZero(mcxt, sizeof(EdusyncError) * Max(n, 1));
 	for (int i = 0; i < n; i++)
-		RowToError(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, profile_id,
+		StoreRowToError(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, profile_id,
 				   mcxt, &(*errs)[i]);
 	SPI_finish();
 	return n;

@@ -14,17 +14,23 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-#include "edusync.h"
 #include "graph_client.h"
+#include "graph_url.h"
 #include "remote.h"
+#include "settings.h"
+#include "text_util.h"
+#include "token.h"
 
-#define TOKEN_SCOPE				"https://graph.microsoft.com/.default"
+#define TOKEN_FILE_MAX			16384	/* longest secret file read */
 #define TOKEN_FORM_TYPE			"application/x-www-form-urlencoded"
 #define TOKEN_MARGIN_MAX_S		300 /* refresh this long before expiry, at
 									 * most */
@@ -54,15 +60,28 @@ typedef struct TokenAnswer
 	char	   *error_description;
 } TokenAnswer;
 
+/* A secret read from a file, with what identifies the file's version. */
+typedef struct FileSecret
+{
+	char	   *path;
+	dev_t		dev;
+	ino_t		ino;
+	time_t		mtime;
+	off_t		size;
+	char	   *value;			/* wiped when dropped */
+} FileSecret;
+
 static TokenCache token_cache;
+static FileSecret bearer_file;
+static FileSecret secret_file;
+static bool token_is_static = false;	/* what the last TokenGet gave */
 
 
 static bool TokenSettingSet(const char *value);
-static bool TokenStrEq(const char *a, const char *b);
 static void TokenWipe(char **p);
 static void TokenCacheDrop(void);
-static bool TokenCacheMatches(void);
-static char *TokenFormBody(void);
+static bool TokenCacheMatches(const char *client_secret);
+static char *TokenFormBody(const char *client_secret);
 static void TokenVisit(void *arg, const char *path, bool is_string,
 					   const char *value);
 static void TokenParseAnswer(const char *body, size_t len, TokenAnswer *ans);
@@ -76,15 +95,6 @@ static bool
 TokenSettingSet(const char *value)
 {
 	return value != NULL && value[0] != '\0';
-}
-
-/* Are two possibly NULL strings equal? */
-static bool
-TokenStrEq(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
 }
 
 /* Zero a palloc'd string and free it. */
@@ -103,7 +113,7 @@ TokenWipe(char **p)
 static void
 TokenCacheDrop(void)
 {
-	RemoteSetFetchedToken(NULL);
+	RemoteSetSecret(REMOTE_SECRET_FETCHED, NULL);
 	TokenWipe(&token_cache.access_token);
 	TokenWipe(&token_cache.client_secret);
 	TokenWipe(&token_cache.token_url);
@@ -114,13 +124,13 @@ TokenCacheDrop(void)
 
 /* Was the cached token obtained with the current settings? */
 static bool
-TokenCacheMatches(void)
+TokenCacheMatches(const char *client_secret)
 {
 	return token_cache.access_token != NULL &&
-		TokenStrEq(token_cache.token_url, edusync_token_url) &&
-		TokenStrEq(token_cache.tenant_id, edusync_tenant_id) &&
-		TokenStrEq(token_cache.client_id, edusync_client_id) &&
-		TokenStrEq(token_cache.client_secret, edusync_client_secret);
+		SameString(token_cache.token_url, edusync_token_url) &&
+		SameString(token_cache.tenant_id, edusync_tenant_id) &&
+		SameString(token_cache.client_id, edusync_client_id) &&
+		SameString(token_cache.client_secret, client_secret);
 }
 
 /*
@@ -128,7 +138,7 @@ TokenCacheMatches(void)
  * secret is left behind in freed memory.  The caller wipes it.
  */
 static char *
-TokenFormBody(void)
+TokenFormBody(const char *client_secret)
 {
 	char	   *parts[8];
 	char	   *form;
@@ -139,9 +149,9 @@ TokenFormBody(void)
 	parts[0] = "client_id=";
 	parts[1] = GraphEscape(edusync_client_id);
 	parts[2] = "&client_secret=";
-	parts[3] = GraphEscape(edusync_client_secret);
+	parts[3] = GraphEscape(client_secret);
 	parts[4] = "&scope=";
-	parts[5] = GraphEscape(TOKEN_SCOPE);
+	parts[5] = GraphEscape(edusync_token_scope);
 	parts[6] = "&grant_type=client_credentials";
 	parts[7] = NULL;
 
@@ -239,8 +249,91 @@ TokenExpiresIn(const char *value)
 }
 
 /*
- * The token to send: edusync.bearer_token when set, else one obtained by
- * the client-credentials flow and cached until shortly before it expires;
+ * A secret from its file: read again whenever the file changes (so that
+ * rotating it is: write the file, reload), NULL when path is empty.  The
+ * file must belong to the server's user and give no access to group or
+ * others, as PostgreSQL asks of ssl_key_file; a trailing newline is
+ * ignored.  Refusals are 22023 (the worker pauses for them) and never show
+ * the content.
+ */
+static const char *
+TokenFileSecret(FileSecret *fs, const char *path, const char *setting)
+{
+	struct stat st;
+	int			fd;
+	char	   *buf;
+	ssize_t		n;
+
+	if (stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not use %s: %m", setting),
+				 errdetail("The file is \"%s\".", path)));
+	if (fs->value != NULL && fs->path != NULL && strcmp(fs->path, path) == 0 &&
+		fs->dev == st.st_dev && fs->ino == st.st_ino &&
+		fs->mtime == st.st_mtime && fs->size == st.st_size)
+		return fs->value;
+
+	TokenWipe(&fs->value);
+	if (fs->path)
+		pfree(fs->path);
+	fs->path = NULL;
+	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not use %s: the file is not private to the server", setting),
+				 errdetail("\"%s\" must be a regular file owned by the server's user, without access for group or others.",
+						   path),
+				 errhint("chmod 600 it, and chown it to the user the server runs as.")));
+	if (st.st_size > TOKEN_FILE_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not use %s: the file is larger than %d bytes", setting,
+						TOKEN_FILE_MAX)));
+	fd = open(path, O_RDONLY | PG_BINARY, 0);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not use %s: %m", setting)));
+	buf = MemoryContextAllocZero(TopMemoryContext, TOKEN_FILE_MAX + 1);
+	n = read(fd, buf, TOKEN_FILE_MAX);
+	close(fd);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	if (n <= 0 || memchr(buf, '\0', n) != NULL || strpbrk(buf, "\r\n") != NULL)
+	{
+		explicit_bzero(buf, TOKEN_FILE_MAX + 1);
+		pfree(buf);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("could not use %s: the file must hold the secret on one line", setting)));
+	}
+	fs->value = buf;
+	fs->path = MemoryContextStrdup(TopMemoryContext, path);
+	fs->dev = st.st_dev;
+	fs->ino = st.st_ino;
+	fs->mtime = st.st_mtime;
+	fs->size = st.st_size;
+	return fs->value;
+}
+
+/* A secret: from its file when that is set, else inline; NULL if neither. */
+static const char *
+TokenSecret(FileSecret *fs, const char *path, const char *inline_value,
+			const char *setting)
+{
+	if (TokenSettingSet(path))
+		return TokenFileSecret(fs, path, setting);
+	TokenWipe(&fs->value);
+	return TokenSettingSet(inline_value) ? inline_value : NULL;
+}
+
+/*
+ * The token to send: the static one (edusync.bearer_token_file, else
+ * edusync.bearer_token) when set, else one obtained by the
+ * client-credentials flow (the secret from edusync.client_secret_file, else
+ * edusync.client_secret) and cached until shortly before it expires;
  * force_refresh drops the cached one first (after a 401).  *token stays
  * valid until the next call.  On failure, *detail is a sentence saying
  * why, without any secret.
@@ -259,38 +352,45 @@ TokenGet(bool force_refresh, long timeout_ms, const char **token,
 	double		expires_in;
 	double		margin;
 	MemoryContext oldcxt;
+	const char *static_token;
+	const char *client_secret;
 
 	*token = NULL;
 	*detail = NULL;
 
 	/* a static token wins; there is nothing to refresh */
-	if (TokenSettingSet(edusync_bearer_token))
+	static_token = TokenSecret(&bearer_file, edusync_bearer_token_file,
+							   edusync_bearer_token, "edusync.bearer_token_file");
+	RemoteSetSecret(REMOTE_SECRET_STATIC, static_token);
+	token_is_static = (static_token != NULL);
+	if (static_token != NULL)
 	{
-		*token = edusync_bearer_token;
+		*token = static_token;
 		return TOKEN_OK;
 	}
 
+	client_secret = TokenSecret(&secret_file, edusync_client_secret_file,
+								edusync_client_secret, "edusync.client_secret_file");
+	RemoteSetSecret(REMOTE_SECRET_CLIENT, client_secret);
 	if (!TokenSettingSet(edusync_tenant_id) &&
-		!TokenSettingSet(edusync_client_id) &&
-		!TokenSettingSet(edusync_client_secret))
+		!TokenSettingSet(edusync_client_id) && client_secret == NULL)
 	{
 		TokenCacheDrop();
 		return TOKEN_OK;		/* no authentication configured */
 	}
 	if (!TokenSettingSet(edusync_tenant_id) ||
-		!TokenSettingSet(edusync_client_id) ||
-		!TokenSettingSet(edusync_client_secret))
+		!TokenSettingSet(edusync_client_id) || client_secret == NULL)
 	{
 		TokenCacheDrop();
-		*detail = psprintf("The client-credentials flow needs edusync.tenant_id, edusync.client_id and edusync.client_secret, and %s is not set.",
+		*detail = psprintf("The client-credentials flow needs edusync.tenant_id, edusync.client_id and a client secret, and %s is not set.",
 						   !TokenSettingSet(edusync_tenant_id) ? "edusync.tenant_id" :
 						   !TokenSettingSet(edusync_client_id) ? "edusync.client_id" :
-						   "edusync.client_secret");
+						   "edusync.client_secret_file (or edusync.client_secret)");
 		return TOKEN_REJECTED;
 	}
 
 	now = GetCurrentTimestamp();
-	if (!force_refresh && TokenCacheMatches() && now < token_cache.expires_at)
+	if (!force_refresh && TokenCacheMatches(client_secret) && now < token_cache.expires_at)
 	{
 		*token = token_cache.access_token;
 		return TOKEN_OK;
@@ -307,7 +407,7 @@ TokenGet(bool force_refresh, long timeout_ms, const char **token,
 	req.client_request_id = NULL;
 	req.timeout_ms = timeout_ms > 0 ? timeout_ms : edusync_timeout_ms;
 
-	form = TokenFormBody();
+	form = TokenFormBody(client_secret);
 	req.body = form;
 	PG_TRY();
 	{
@@ -387,10 +487,10 @@ TokenGet(bool force_refresh, long timeout_ms, const char **token,
 	token_cache.token_url = pstrdup(edusync_token_url ? edusync_token_url : "");
 	token_cache.tenant_id = pstrdup(edusync_tenant_id);
 	token_cache.client_id = pstrdup(edusync_client_id);
-	token_cache.client_secret = pstrdup(edusync_client_secret);
+	token_cache.client_secret = pstrdup(client_secret);
 	token_cache.access_token = pstrdup(ans.access_token);
 	MemoryContextSwitchTo(oldcxt);
-	RemoteSetFetchedToken(token_cache.access_token);
+	RemoteSetSecret(REMOTE_SECRET_FETCHED, token_cache.access_token);
 	token_cache.expires_at = now +
 		(TimestampTz) ((expires_in - margin) * USECS_PER_SEC);
 
@@ -401,4 +501,11 @@ TokenGet(bool force_refresh, long timeout_ms, const char **token,
 
 	*token = token_cache.access_token;
 	return TOKEN_OK;
+}
+
+/* Was the last token a static one (nothing a refresh could change)? */
+bool
+TokenIsStatic(void)
+{
+	return token_is_static;
 }

@@ -60,45 +60,38 @@
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/lwlock.h"
 #include "storage/pmsignal.h"
-#include "storage/proc.h"
-#include "storage/shmem.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
-#include "tcop/utility.h"
-#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "edusync.h"
+#include "answer.h"
+#include "batch.h"
 #include "graph_client.h"
-#include "remote.h"
+#include "graph_url.h"
+#include "outbox.h"
+#include "policy.h"
+#include "registry.h"
+#include "settings.h"
+#include "token.h"
+#include "worker.h"
 
 #define WORKER_NAME				"edusync delivery worker"
-#define WORKER_RESTART_S		5	/* restart delay after the worker dies */
 #define WORKER_IDLE_MS			10000	/* longest sleep without a wake */
 #define WORKER_DRIVE_MS			20	/* network wait between other checks */
 #define WORKER_MAX_IN_FLIGHT	4	/* requests at once (graph_client keeps
 									 * at most 4 connections to one host) */
-#define WORKER_BATCH_MAX		20	/* Graph's limit for one $batch */
 
-#define BACKOFF_BASE_MS			1000	/* one delivery's retries */
-#define BACKOFF_CAP_MS			300000
 #define HOST_BACKOFF_BASE_MS	200 /* probe mode, after a failure */
 #define HOST_BACKOFF_CAP_MS		30000
 #define THROTTLE_MIN_MS			100 /* shortest pause after a throttle */
@@ -108,13 +101,7 @@
 #define HOLD_MAX				1024	/* deliveries held back at once */
 #define HOLD_BASE_MS			1000	/* first hold of an unrecordable one */
 #define HOLD_CAP_MS				300000
-
-/* What every backend needs to wake the worker. */
-typedef struct WorkerShared
-{
-	slock_t		mutex;
-	int			pgprocno;		/* the running worker's PGPROC, or -1 */
-} WorkerShared;
+#define FAILED_LOG_MAX			10	/* "failed for good" lines a minute */
 
 /* One error to send, with what it takes to send it. */
 typedef struct Delivery
@@ -128,8 +115,8 @@ typedef struct Delivery
 } Delivery;
 
 /*
- * One request in flight: one delivery, or up to 20 in a $batch.  It lives
- * in its own memory context until its answer is recorded.
+ * One request in flight: one delivery, or up to BATCH_MAX in a $batch.  It
+ * lives in its own memory context until its answer is recorded.
  */
 typedef struct Flight
 {
@@ -154,47 +141,10 @@ typedef struct Hold
 	int			strikes;
 } Hold;
 
-/* A row read by ClaimDue. */
-typedef struct ClaimedRow
-{
-	EdusyncError err;
-	int			attempts;
-} ClaimedRow;
-
-/* What is recorded for one delivery. */
-typedef struct Verdict
-{
-	const char *status;			/* "delivered", "pending" or "failed" */
-	long		last_status;	/* HTTP status, 0 for none */
-	char	   *last_error;
-	char	   *remote_id;
-	long		delay_ms;		/* until the next attempt, when pending */
-} Verdict;
-
-/* What the answers to one request say about Graph as a whole. */
-typedef struct HostEffect
-{
-	bool		answered;		/* a delivery or a rejection: Graph works */
-	bool		failed;			/* a failure that is not a throttle */
-	double		throttle_s;		/* longest Retry-After of a throttle, or -1 */
-} HostEffect;
-
 PGDLLEXPORT void edusync_worker_main(Datum main_arg);
 
-/* Shared memory and hooks (every process). */
-static WorkerShared *worker_shared = NULL;
-#if PG_VERSION_NUM >= 150000
-static shmem_request_hook_type prev_shmem_request_hook = NULL;
-#endif
-static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
-static ProcessUtility_hook_type prev_ProcessUtility = NULL;
-
-static void WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString,
-								 bool readOnlyTree, ProcessUtilityContext context,
-								 ParamListInfo params, QueryEnvironment *queryEnv,
-								 DestReceiver *dest, QueryCompletion *qc);
-
 /* The worker's own state. */
+static Oid	worker_dbid = InvalidOid;
 static MemoryContext WorkerContext = NULL;	/* flights in flight */
 static MemoryContext LoopContext = NULL;	/* reset every turn of the loop */
 static Flight *flights[WORKER_MAX_IN_FLIGHT];
@@ -214,206 +164,26 @@ static int	reported_flights = -1;	/* what pg_stat_activity shows */
 static Hold holds[HOLD_MAX];
 static int	nholds = 0;
 
-static SPIPlanPtr claim_plan = NULL;
-static SPIPlanPtr next_due_plan = NULL;
-static SPIPlanPtr record_plan = NULL;
-
-
-/* ---------------------------------------------------------------------
- * Registration, shared memory, waking
- * ---------------------------------------------------------------------
- */
-
-/* Size of the shared struct. */
-static Size
-WorkerShmemSize(void)
-{
-	return MAXALIGN(sizeof(WorkerShared));
-}
-
-#if PG_VERSION_NUM >= 150000
-/* Ask for the shared struct (PostgreSQL 15 and later). */
-static void
-WorkerShmemRequest(void)
-{
-	if (prev_shmem_request_hook)
-		prev_shmem_request_hook();
-	RequestAddinShmemSpace(WorkerShmemSize());
-}
-#endif
-
-/* Create or attach to the shared struct. */
-static void
-WorkerShmemStartup(void)
-{
-	bool		found;
-
-	if (prev_shmem_startup_hook)
-		prev_shmem_startup_hook();
-
-	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-	worker_shared = ShmemInitStruct("edusync worker", WorkerShmemSize(), &found);
-	if (!found)
-	{
-		SpinLockInit(&worker_shared->mutex);
-		worker_shared->pgprocno = -1;
-	}
-	LWLockRelease(AddinShmemInitLock);
-}
 
 /*
- * Reserve shared memory and register the delivery worker; called from
- * _PG_init when the library is preloaded.
+ * Describe the delivery worker of database dbid (named dbname) for the
+ * launcher to start: a dynamic background worker, not restarted by the
+ * postmaster (the launcher restarts it).
  */
 void
-WorkerRegister(void)
+WorkerDescribe(BackgroundWorker *worker, Oid dbid, const char *dbname)
 {
-	BackgroundWorker worker;
-
-#if PG_VERSION_NUM >= 150000
-	prev_shmem_request_hook = shmem_request_hook;
-	shmem_request_hook = WorkerShmemRequest;
-#else
-	RequestAddinShmemSpace(WorkerShmemSize());
-#endif
-	prev_shmem_startup_hook = shmem_startup_hook;
-	shmem_startup_hook = WorkerShmemStartup;
-	prev_ProcessUtility = ProcessUtility_hook;
-	ProcessUtility_hook = WorkerProcessUtility;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS |
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS |
 		BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = WORKER_RESTART_S;
-	strlcpy(worker.bgw_library_name, "edusync", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "edusync_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, WORKER_NAME, BGW_MAXLEN);
-	strlcpy(worker.bgw_type, WORKER_NAME, BGW_MAXLEN);
-	worker.bgw_main_arg = (Datum) 0;
-	worker.bgw_notify_pid = 0;
-	RegisterBackgroundWorker(&worker);
-}
-
-/* Wake the worker if it runs; cheap, and silent when it does not. */
-void
-WorkerWake(void)
-{
-	int			procno;
-
-	if (worker_shared == NULL)
-		return;
-	SpinLockAcquire(&worker_shared->mutex);
-	procno = worker_shared->pgprocno;
-	SpinLockRelease(&worker_shared->mutex);
-	if (procno >= 0)
-		SetLatch(&GetPGProcByNumber(procno)->procLatch);
-}
-
-/*
- * Does a delivery worker serve this database?  Async creates elsewhere
- * would be queued for nobody, so they are refused.
- */
-bool
-WorkerServesDatabase(Oid dbid)
-{
-	char	   *name = get_database_name(dbid);
-
-	return edusync_database != NULL && name != NULL &&
-		strcmp(name, edusync_database) == 0;
-}
-
-/*
- * DROP DATABASE of the worker's database is about to run: stop the worker
- * and wait (at most 5 s) for it to leave, so that the drop does not fail
- * for the worker's connection.
- */
-static void
-WorkerLeaveDatabase(const char *dbname)
-{
-	int			procno;
-	TimestampTz deadline;
-
-	if (worker_shared == NULL || edusync_database == NULL ||
-		strcmp(dbname, edusync_database) != 0)
-		return;
-	SpinLockAcquire(&worker_shared->mutex);
-	procno = worker_shared->pgprocno;
-	SpinLockRelease(&worker_shared->mutex);
-	if (procno < 0)
-		return;
-	kill(GetPGProcByNumber(procno)->pid, SIGTERM);
-	deadline = GetCurrentTimestamp() + 5 * USECS_PER_SEC;
-	while (GetCurrentTimestamp() < deadline)
-	{
-		SpinLockAcquire(&worker_shared->mutex);
-		procno = worker_shared->pgprocno;
-		SpinLockRelease(&worker_shared->mutex);
-		if (procno < 0)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 10, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
-/*
- * Utility statements that concern the worker: DROP DATABASE of its
- * database stops it first; COMMIT PREPARED may have queued deliveries, and
- * wakes it (the XactCallback of a prepared transaction never sees its
- * commit).
- */
-static void
-WorkerProcessUtility(PlannedStmt *pstmt, const char *queryString,
-					 bool readOnlyTree, ProcessUtilityContext context,
-					 ParamListInfo params, QueryEnvironment *queryEnv,
-					 DestReceiver *dest, QueryCompletion *qc)
-{
-	Node	   *stmt = pstmt->utilityStmt;
-	bool		wake = false;
-
-	if (IsA(stmt, DropdbStmt))
-		WorkerLeaveDatabase(((DropdbStmt *) stmt)->dbname);
-	else if (IsA(stmt, TransactionStmt) &&
-			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
-		wake = true;
-
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-							queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
-								params, queryEnv, dest, qc);
-	if (wake)
-		WorkerWake();
-}
-
-/* Withdraw the worker's latch from shared memory as it exits. */
-static void
-WorkerUnpublish(int code, Datum arg)
-{
-	if (worker_shared == NULL)
-		return;
-	SpinLockAcquire(&worker_shared->mutex);
-	if (worker_shared->pgprocno == MyProc->pgprocno)
-		worker_shared->pgprocno = -1;
-	SpinLockRelease(&worker_shared->mutex);
-}
-
-/* Show the worker's latch to the backends that will wake it. */
-static void
-WorkerPublish(void)
-{
-	if (worker_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("edusync delivery worker started without its shared memory"),
-				 errhint("Load edusync through shared_preload_libraries.")));
-	SpinLockAcquire(&worker_shared->mutex);
-	worker_shared->pgprocno = MyProc->pgprocno;
-	SpinLockRelease(&worker_shared->mutex);
-	before_shmem_exit(WorkerUnpublish, (Datum) 0);
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = BGW_NEVER_RESTART;
+	strlcpy(worker->bgw_library_name, "edusync", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, "edusync_worker_main", BGW_MAXLEN);
+	snprintf(worker->bgw_name, BGW_MAXLEN, "%s for database %s",
+			 WORKER_NAME, dbname);
+	strlcpy(worker->bgw_type, WORKER_NAME, BGW_MAXLEN);
+	worker->bgw_main_arg = ObjectIdGetDatum(dbid);
 }
 
 
@@ -454,7 +224,7 @@ PauseForTrouble(void)
 {
 	trouble_streak++;
 	PauseFor(Max((long) TROUBLE_MIN_MS,
-				 GraphBackoffMs(trouble_streak, -1, TROUBLE_BACKOFF_BASE_MS,
+				 PolicyBackoffMs(trouble_streak, -1, TROUBLE_BACKOFF_BASE_MS,
 								TROUBLE_BACKOFF_CAP_MS)));
 }
 
@@ -545,14 +315,19 @@ ReportActivity(void)
 	}
 }
 
-/* Start a short transaction with a snapshot and SPI. */
+/*
+ * Start a short transaction with a snapshot, staying in the caller's
+ * memory context (what is read must outlive the transaction).
+ */
 static void
 BeginWork(const char *activity)
 {
+	MemoryContext mcxt = CurrentMemoryContext;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
+	MemoryContextSwitchTo(mcxt);
 	pgstat_report_activity(STATE_RUNNING, activity);
 	reported_flights = -1;
 }
@@ -561,180 +336,9 @@ BeginWork(const char *activity)
 static void
 EndWork(MemoryContext mcxt)
 {
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(mcxt);
-}
-
-/* A text column as a C string, NULL for SQL NULL. */
-static char *
-TextColumn(HeapTuple tup, TupleDesc desc, int col)
-{
-	bool		isnull;
-	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-
-/* ---------------------------------------------------------------------
- * The queue
- * ---------------------------------------------------------------------
- */
-
-/*
- * Read up to limit due deliveries that are not in flight, oldest due
- * first, into *rows (in the caller's memory); returns how many, or -1 when
- * the extension is not installed.  Sets next_due.
- */
-static int
-ClaimDue(int limit, ClaimedRow **rows)
-{
-	static const Oid types[] = {UUIDARRAYOID, INT4OID};
-	MemoryContext outer = CurrentMemoryContext;
-	Datum	   *ids;
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
-	TimestampTz now;
-	TimestampTz hold_end;
-	int			n;
-	int			i;
-
-	/* the ids in flight or held back, kept out of the answer */
-	now = GetCurrentTimestamp();
-	ids = palloc(sizeof(Datum) * (nflights * WORKER_BATCH_MAX + nholds + 1));
-	n = 0;
-	for (i = 0; i < nflights; i++)
-		for (int j = 0; j < flights[i]->ndeliveries; j++)
-			ids[n++] = UUIDPGetDatum(&flights[i]->deliveries[j].error_id);
-	for (i = 0; i < nholds; i++)
-		if (holds[i].until > now)
-			ids[n++] = UUIDPGetDatum(&holds[i].error_id);
-	values[0] = PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN,
-												false, TYPALIGN_CHAR));
-	values[1] = Int32GetDatum(limit);
-
-	*rows = NULL;
-	BeginWork("reading due deliveries");
-	if (!OidIsValid(get_extension_oid("edusync", true)))
-	{
-		EndWork(outer);
-		next_due = PlusMs(GetCurrentTimestamp(), WORKER_IDLE_MS);
-		return -1;
-	}
-
-	RunPlan(&claim_plan,
-			"SELECT d.profile_id, d.error_id, d.attempts, e.entry_type, "
-			"e.error_code, e.error_message, e.joining_value, "
-			"e.recorded_date_time, e.reportable_identifier "
-			"FROM edusync.deliveries d "
-			"JOIN edusync.sync_errors e "
-			"ON e.profile_id OPERATOR(pg_catalog.=) d.profile_id "
-			"AND e.id OPERATOR(pg_catalog.=) d.error_id "
-			"WHERE d.status OPERATOR(pg_catalog.=) 'pending' "
-			"AND d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
-			"AND d.error_id OPERATOR(pg_catalog.<>) ALL ($1) "
-			"ORDER BY d.next_attempt_at LIMIT $2",
-			2, types, values, nulls, true, 0);
-
-	n = (int) SPI_processed;
-	MemoryContextSwitchTo(outer);
-	*rows = palloc0(sizeof(ClaimedRow) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		EdusyncError *err = &(*rows)[i].err;
-		bool		isnull;
-
-		err->profile_id = TextColumn(tup, desc, 1);
-		memcpy(&err->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 2, &isnull)),
-			   sizeof(pg_uuid_t));
-		err->id_given = true;
-		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		err->entry_type = TextColumn(tup, desc, 4);
-		err->error_code = TextColumn(tup, desc, 5);
-		err->error_message = TextColumn(tup, desc, 6);
-		err->joining_value = TextColumn(tup, desc, 7);
-		err->recorded_date_time =
-			DatumGetTimestampTz(SPI_getbinval(tup, desc, 8, &isnull));
-		err->recorded_given = true;
-		err->reportable_identifier = TextColumn(tup, desc, 9);
-	}
-
-	if (n < limit)
-	{
-		bool		isnull;
-		Datum		d;
-
-		/* every due one not in flight was read: when is the next one due? */
-		RunPlan(&next_due_plan,
-				"SELECT pg_catalog.min(next_attempt_at) FROM edusync.deliveries "
-				"WHERE status OPERATOR(pg_catalog.=) 'pending' "
-				"AND next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
-				0, NULL, NULL, NULL, true, 1);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-						  &isnull);
-		next_due = isnull ? PlusMs(GetCurrentTimestamp(), WORKER_IDLE_MS) :
-			DatumGetTimestampTz(d);
-	}
-	else
-		next_due = 0;			/* there may be more: look again */
-
-	/* a held-back delivery is due again when its hold ends */
-	hold_end = FirstHoldEnd(now);
-	if (next_due != 0 && hold_end != 0 && hold_end < next_due)
-		next_due = hold_end;
-
-	EndWork(outer);
-	return n;
-}
-
-/* Record the verdicts on the deliveries of one request, in one transaction. */
-static void
-RecordVerdicts(Flight *f, Verdict *verdicts)
-{
-	static const Oid types[] = {TEXTOID, UUIDOID, TEXTOID, INT4OID, TEXTOID,
-	TEXTOID, FLOAT8OID};
-	MemoryContext outer = CurrentMemoryContext;
-
-	BeginWork("recording deliveries");
-	for (int i = 0; i < f->ndeliveries; i++)
-	{
-		Delivery   *d = &f->deliveries[i];
-		Verdict    *v = &verdicts[i];
-		Datum		values[7];
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-
-		if (v->status == NULL)
-			continue;			/* nothing to record */
-		values[0] = CStringGetTextDatum(d->profile_id);
-		values[1] = UUIDPGetDatum(&d->error_id);
-		values[2] = CStringGetTextDatum(v->status);
-		values[3] = Int32GetDatum((int32) v->last_status);
-		nulls[3] = v->last_status > 0 ? ' ' : 'n';
-		values[4] = v->last_error ? CStringGetTextDatum(v->last_error) : (Datum) 0;
-		nulls[4] = v->last_error ? ' ' : 'n';
-		values[5] = v->remote_id ? CStringGetTextDatum(v->remote_id) : (Datum) 0;
-		nulls[5] = v->remote_id ? ' ' : 'n';
-		values[6] = Float8GetDatum((double) v->delay_ms);
-
-		RunPlan(&record_plan,
-				"UPDATE edusync.deliveries SET status = $3, "
-				"attempts = attempts OPERATOR(pg_catalog.+) 1, "
-				"last_status = $4, last_error = $5, remote_id = $6, "
-				"delivered_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'delivered' "
-				"THEN pg_catalog.now() END, "
-				"next_attempt_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'pending' "
-				"THEN pg_catalog.now() OPERATOR(pg_catalog.+) "
-				"pg_catalog.make_interval(secs => $7 OPERATOR(pg_catalog./) 1000) END "
-				"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
-				"AND error_id OPERATOR(pg_catalog.=) $2 "
-				"AND status OPERATOR(pg_catalog.=) 'pending'",
-				7, types, values, nulls, false, 0);
-	}
-	EndWork(outer);
 }
 
 
@@ -758,6 +362,7 @@ PauseForUnsafeConfig(MemoryContext mcxt)
 		PG_RE_THROW();
 	FlushErrorState();
 	config_broken = true;
+	RegistryReport("paused", psprintf("configuration: %s", edata->message));
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
 			 errmsg("edusync delivery worker paused: %s", edata->message),
@@ -833,6 +438,7 @@ GetToken(const char **token, bool *refreshable)
 	}
 	if (ts != TOKEN_OK)
 	{
+		RegistryReport("paused", psprintf("token: %s", detail ? detail : "no detail"));
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("edusync delivery worker could not obtain a token for Graph"),
@@ -841,19 +447,8 @@ GetToken(const char **token, bool *refreshable)
 		PauseForTrouble();
 		return false;
 	}
-	*refreshable = (*token != NULL && edusync_bearer_token[0] == '\0');
+	*refreshable = (*token != NULL && !TokenIsStatic());
 	return true;
-}
-
-/* Length of edusync.graph_url without its trailing slashes. */
-static size_t
-GraphBaseLength(void)
-{
-	size_t		n = strlen(edusync_graph_url);
-
-	while (n > 0 && edusync_graph_url[n - 1] == '/')
-		n--;
-	return n;
 }
 
 /*
@@ -861,7 +456,7 @@ GraphBaseLength(void)
  * batch: the URL relative to graph_url, as a $batch item wants it.
  */
 static void
-BuildDelivery(const ClaimedRow *row, bool batch, Delivery *d)
+BuildDelivery(const OutboxRow *row, bool batch, Delivery *d)
 {
 	char	   *url = GraphErrorsUrl(row->err.profile_id);
 
@@ -869,17 +464,26 @@ BuildDelivery(const ClaimedRow *row, bool batch, Delivery *d)
 	memcpy(&d->error_id, &row->err.id, sizeof(pg_uuid_t));
 	d->error_id_text = FormatGuid(&row->err.id);
 	d->attempts = row->attempts;
-	d->body = RequestBody(&row->err);
-	if (batch)
-	{
-		size_t		base = GraphBaseLength();
+	d->body = AnswerRequestBody(&row->err);
+	d->url = batch ? BatchRelativeUrl(url) : url;
+}
 
-		if (strncmp(url, edusync_graph_url, base) != 0 || url[base] != '/')
-			elog(ERROR, "errors URL does not start with graph_url");
-		d->url = pstrdup(url + base);
+/* Record the verdicts on f's deliveries, in one short transaction. */
+static void
+RecordFlight(const Flight *f, const Verdict *verdicts)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	const char **profile_ids = palloc(sizeof(char *) * Max(f->ndeliveries, 1));
+	pg_uuid_t  *error_ids = palloc(sizeof(pg_uuid_t) * Max(f->ndeliveries, 1));
+
+	for (int i = 0; i < f->ndeliveries; i++)
+	{
+		profile_ids[i] = f->deliveries[i].profile_id;
+		error_ids[i] = f->deliveries[i].error_id;
 	}
-	else
-		d->url = url;
+	BeginWork("recording deliveries");
+	OutboxRecordVerdicts(f->ndeliveries, profile_ids, error_ids, verdicts);
+	EndWork(outer);
 }
 
 /*
@@ -887,7 +491,7 @@ BuildDelivery(const ClaimedRow *row, bool batch, Delivery *d)
  * recorded as failed at once, so it cannot stop the queue.
  */
 static void
-BuildFlight(Flight *f, ClaimedRow *rows, int n)
+BuildFlight(Flight *f, OutboxRow *rows, int n)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
 	Flight		bad;
@@ -930,40 +534,12 @@ BuildFlight(Flight *f, ClaimedRow *rows, int n)
 		PG_END_TRY();
 	}
 	if (bad.ndeliveries > 0)
-		RecordVerdicts(&bad, bad_verdicts);
-}
-
-/* The body of a $batch request carrying f's deliveries. */
-static char *
-BatchBody(const Flight *f)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "{\"requests\":[");
-	for (int i = 0; i < f->ndeliveries; i++)
-	{
-		const Delivery *d = &f->deliveries[i];
-
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		appendStringInfo(&buf, "{\"id\":\"%d\",\"method\":\"POST\",\"url\":", i + 1);
-		escape_json(&buf, d->url);
-		appendStringInfoString(&buf,
-							   ",\"headers\":{\"Content-Type\":\"application/json\","
-							   "\"client-request-id\":");
-		escape_json(&buf, d->error_id_text);
-		appendStringInfoString(&buf, "},\"body\":");
-		appendStringInfoString(&buf, d->body);
-		appendStringInfoChar(&buf, '}');
-	}
-	appendStringInfoString(&buf, "]}");
-	return buf.data;
+		RecordFlight(&bad, bad_verdicts);
 }
 
 /* Build a request for rows[0..n) and put it in flight (or record it failed). */
 static void
-StartFlight(ClaimedRow *rows, int n, bool batch, const char *token,
+StartFlight(OutboxRow *rows, int n, bool batch, const char *token,
 			bool refreshable)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
@@ -996,8 +572,16 @@ StartFlight(ClaimedRow *rows, int n, bool batch, const char *token,
 	req.tag = f;
 	if (batch)
 	{
+		BatchPart  *parts = palloc(sizeof(BatchPart) * f->ndeliveries);
+
+		for (int i = 0; i < f->ndeliveries; i++)
+		{
+			parts[i].url = f->deliveries[i].url;
+			parts[i].request_id = f->deliveries[i].error_id_text;
+			parts[i].body = f->deliveries[i].body;
+		}
 		req.url = GraphBatchUrl();
-		req.body = BatchBody(f);
+		req.body = BatchBody(parts, f->ndeliveries);
 		req.client_request_id = NULL;
 	}
 	else
@@ -1014,6 +598,44 @@ StartFlight(ClaimedRow *rows, int n, bool batch, const char *token,
 }
 
 /*
+ * Read up to limit due deliveries that are not in flight or held back, in
+ * a short transaction; sets next_due.  Returns how many, or -1 when the
+ * extension is not installed.
+ */
+static int
+ClaimDue(int limit, OutboxRow **rows)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
+	Datum	   *ids = palloc(sizeof(Datum) * (nflights * BATCH_MAX + nholds + 1));
+	TimestampTz due;
+	TimestampTz hold_end;
+	int			nids = 0;
+	int			n;
+
+	for (int i = 0; i < nflights; i++)
+		for (int j = 0; j < flights[i]->ndeliveries; j++)
+			ids[nids++] = UUIDPGetDatum(&flights[i]->deliveries[j].error_id);
+	for (int i = 0; i < nholds; i++)
+		if (holds[i].until > now)
+			ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
+
+	BeginWork("reading due deliveries");
+	n = OutboxClaimDue(limit, ids, nids, rows, &due);
+	EndWork(outer);
+
+	if (due < 0)
+		next_due = PlusMs(GetCurrentTimestamp(), WORKER_IDLE_MS);
+	else
+		next_due = due;
+	/* a held-back delivery is due again when its hold ends */
+	hold_end = FirstHoldEnd(now);
+	if (next_due != 0 && hold_end != 0 && hold_end < next_due)
+		next_due = hold_end;
+	return n;
+}
+
+/*
  * Send what is due, as far as the window allows: WORKER_MAX_IN_FLIGHT
  * requests, one in probe mode, none while paused.
  */
@@ -1021,9 +643,9 @@ static void
 FillWindow(void)
 {
 	int			window = host_streak > 0 ? 1 : WORKER_MAX_IN_FLIGHT;
-	int			per_request = Max(1, Min(edusync_batch_size, WORKER_BATCH_MAX));
+	int			per_request = Max(1, Min(edusync_batch_size, BATCH_MAX));
 	TimestampTz now = GetCurrentTimestamp();
-	ClaimedRow *rows;
+	OutboxRow  *rows;
 	const char *token;
 	bool		refreshable = false;
 	int			n;
@@ -1035,7 +657,15 @@ FillWindow(void)
 		return;
 
 	n = ClaimDue(room * per_request, &rows);
-	if (n <= 0)
+	if (n < 0)
+	{
+		/* DROP EXTENSION: nothing left to deliver here */
+		ereport(LOG,
+				(errmsg("edusync delivery worker stops: the extension is no longer installed in this database")));
+		RegistrySetState(worker_dbid, SLOT_ABSENT, false);
+		proc_exit(0);
+	}
+	if (n == 0)
 		return;
 
 	if (!GetToken(&token, &refreshable))
@@ -1047,6 +677,7 @@ FillWindow(void)
 	for (int i = 0; i < n; i += per_request)
 		StartFlight(&rows[i], Min(per_request, n - i), per_request > 1,
 					token, refreshable);
+	RegistryCount(n, 0, 0, 0, 0, per_request > 1 ? (n + per_request - 1) / per_request : 0, false);
 }
 
 
@@ -1055,108 +686,12 @@ FillWindow(void)
  * ---------------------------------------------------------------------
  */
 
-/* Set out to "no usable answer for this delivery", worth a retry. */
-static void
-NoAnswer(Outcome *out, const char *reason)
-{
-	memset(out, 0, sizeof(*out));
-	out->kind = OUTCOME_RETRY;
-	out->status = 0;
-	out->retry_after = -1;
-	out->reason = pstrdup(reason);
-}
-
-/* One item of a $batch answer, as read (by its position in "responses"). */
-typedef struct BatchItem
-{
-	char	   *id;				/* our request's id, "1".."20" */
-	char	   *status;			/* the status, as the number's text */
-	double		retry_after;	/* its Retry-After header, or -1 */
-	RemoteAnswer body;
-} BatchItem;
-
-/* What a $batch answer holds, for RemoteJsonWalk. */
-typedef struct BatchRead
-{
-	int			nitems;
-	BatchItem	items[WORKER_BATCH_MAX];
-} BatchRead;
-
-/* RemoteJsonWalk's visitor: sort responses/N/... into items[N]. */
-static void
-BatchVisit(void *arg, const char *path, bool is_string, const char *value)
-{
-	BatchRead  *br = (BatchRead *) arg;
-	const char *rest;
-	char	   *end;
-	long		pos;
-	BatchItem  *item;
-
-	if (strncmp(path, "responses/", 10) != 0)
-		return;
-	pos = strtol(path + 10, &end, 10);
-	if (end == path + 10 || *end != '/' || pos < 0 || pos >= WORKER_BATCH_MAX)
-		return;
-	rest = end + 1;
-	item = &br->items[pos];
-	if (pos >= br->nitems)
-	{
-		for (int i = br->nitems; i <= pos; i++)
-			br->items[i].retry_after = -1;
-		br->nitems = pos + 1;
-	}
-
-	if (strcmp(rest, "id") == 0 && is_string && item->id == NULL)
-		item->id = pstrdup(value);
-	else if (strcmp(rest, "status") == 0 && !is_string && item->status == NULL)
-		item->status = pstrdup(value);
-	else if (pg_strcasecmp(rest, "headers/Retry-After") == 0)
-		item->retry_after = GraphParseRetryAfter(value);
-	else if (strncmp(rest, "body/", 5) == 0)
-		RemoteAnswerVisit(&item->body, rest + 5, is_string, value);
-	else if (strcmp(rest, "body") == 0 && is_string)
-		RemoteReadAnswer(value, strlen(value), &item->body);
-}
-
-/* Read each item's answer from a $batch answer into outs[]. */
-static void
-ReadBatchAnswer(const Flight *f, const GraphResponse *resp, Outcome *outs)
-{
-	BatchRead  *br = palloc0(sizeof(BatchRead));
-	bool	   *seen = palloc0(sizeof(bool) * f->ndeliveries);
-
-	(void) RemoteJsonWalk(resp->body, resp->body_len, BatchVisit, br);
-	for (int i = 0; i < br->nitems; i++)
-	{
-		BatchItem  *item = &br->items[i];
-		char	   *end;
-		long		idx;
-		long		code;
-
-		if (item->id == NULL || item->status == NULL)
-			continue;
-		idx = strtol(item->id, &end, 10);
-		if (*end != '\0' || idx < 1 || idx > f->ndeliveries || seen[idx - 1])
-			continue;
-		code = strtol(item->status, &end, 10);
-		if (*end != '\0' || code < 100 || code > 999)
-			continue;
-		seen[idx - 1] = true;
-		ClassifyAnswer(code, &item->body, item->retry_after, NULL,
-					   &outs[idx - 1]);
-	}
-
-	for (int i = 0; i < f->ndeliveries; i++)
-		if (!seen[i])
-			NoAnswer(&outs[i], "no answer for this request in the $batch response");
-}
-
 /* What Graph answered for each delivery of f, into outs[]. */
 static void
 ReadAnswers(const Flight *f, const GraphResponse *resp, Outcome *outs)
 {
 	if (f->batch && resp->status >= 200 && resp->status < 300)
-		ReadBatchAnswer(f, resp, outs);
+		BatchReadAnswer(resp->body, resp->body_len, f->ndeliveries, outs);
 	else
 	{
 		/* one request, or a $batch that failed as a whole: same for all */
@@ -1167,64 +702,56 @@ ReadAnswers(const Flight *f, const GraphResponse *resp, Outcome *outs)
 	}
 }
 
-/* Decide what to record for delivery d after outcome o, and its host effect. */
+/*
+ * Count what was recorded for worker_status(), and say in the log when a
+ * delivery failed for good: at most FAILED_LOG_MAX lines a minute, then
+ * how many more there were.
+ */
 static void
-Judge(const Flight *f, const Delivery *d, const Outcome *o, Verdict *v,
-	  HostEffect *fx)
+CountVerdicts(const Flight *f, const Outcome *outs, const Verdict *verdicts)
 {
-	int			attempt = d->attempts + 1;
+	static TimestampTz window_start = 0;
+	static int	logged = 0;
+	static int	unlogged = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int64		delivered = 0;
+	int64		retried = 0;
+	int64		failed = 0;
 
-	memset(v, 0, sizeof(*v));
-	v->last_status = o->status;
-
-	switch (o->kind)
+	if (now - window_start > 60 * USECS_PER_SEC)
 	{
-		case OUTCOME_DELIVERED:
-			v->status = "delivered";
-			v->remote_id = o->remote_id;
-			fx->answered = true;
-			if (f->token_gen == token_gen)
-				token_gen_forced = false;	/* this token works */
-			return;
+		if (unlogged > 0)
+			ereport(LOG,
+					(errmsg("edusync delivery worker: %d more deliveries failed for good in the last minute",
+							unlogged)));
+		window_start = now;
+		logged = unlogged = 0;
+	}
+	for (int i = 0; i < f->ndeliveries; i++)
+	{
+		const char *status = verdicts[i].status;
 
-		case OUTCOME_REJECTED:
-			v->status = "failed";
-			v->last_error = o->reason;
-			fx->answered = true;
-			return;
-
-		case OUTCOME_AUTH:
-			if (o->status == 401 && f->refreshable &&
-				(f->token_gen < token_gen || !token_gen_forced))
-			{
-				/* a newer token exists, or fetch one: try again at once */
-				if (f->token_gen == token_gen)
-					refresh_pending = true;
-				v->status = "pending";
-				v->last_error = o->reason;
-				v->delay_ms = 0;
-				return;
-			}
-			fx->failed = true;
-			break;
-
-		case OUTCOME_RETRY:
-			if ((o->status == 429 || o->status == 503) && o->retry_after >= 0)
-				fx->throttle_s = Max(fx->throttle_s, o->retry_after);
+		if (strcmp(status, "delivered") == 0)
+			delivered++;
+		else if (strcmp(status, "pending") == 0)
+			retried++;
+		else
+		{
+			failed++;
+			if (logged++ < FAILED_LOG_MAX)
+				ereport(LOG,
+						(errmsg("edusync delivery worker: error %s of profile \"%s\" failed for good after %d attempt%s",
+								f->deliveries[i].error_id_text, f->deliveries[i].profile_id,
+								f->deliveries[i].attempts + 1,
+								f->deliveries[i].attempts == 0 ? "" : "s"),
+						 errdetail_internal("%s", Sentence(outs[i].reason ? outs[i].reason : "no reason"))));
 			else
-				fx->failed = true;
-			break;
+				unlogged++;
+		}
 	}
-
-	v->last_error = o->reason;
-	if (attempt >= edusync_max_attempts)
-		v->status = "failed";
-	else
-	{
-		v->status = "pending";
-		v->delay_ms = GraphBackoffMs(attempt, o->retry_after, BACKOFF_BASE_MS,
-									 BACKOFF_CAP_MS);
-	}
+	RegistryCount(0, delivered, retried, failed, 0, 0, delivered > 0);
+	if (delivered > 0 && host_streak == 0 && paused_until <= now)
+		RegistryReport(nflights > 0 ? "sending" : "idle", NULL);
 }
 
 /* Handle a finished request: judge each delivery, record, adjust pauses. */
@@ -1260,7 +787,7 @@ FinishFlight(Flight *f)
 		reason = psprintf("could not read the answer: %s", edata->message);
 		for (int i = 0; i < f->ndeliveries; i++)
 		{
-			NoAnswer(&outs[i], reason);
+			PolicyNoAnswer(&outs[i], reason);
 			outs[i].status = resp->status;
 		}
 	}
@@ -1269,11 +796,23 @@ FinishFlight(Flight *f)
 	memset(&fx, 0, sizeof(fx));
 	fx.throttle_s = -1;
 	for (int i = 0; i < f->ndeliveries; i++)
-		Judge(f, &f->deliveries[i], &outs[i], &verdicts[i], &fx);
+	{
+		/* a 401 with a token that a newer one may cure */
+		bool		may_refresh = f->refreshable &&
+			(f->token_gen < token_gen || !token_gen_forced);
+
+		PolicyJudge(&outs[i], f->deliveries[i].attempts, may_refresh,
+					&verdicts[i], &fx);
+		if (verdicts[i].refresh_token && f->token_gen == token_gen)
+			refresh_pending = true;
+		if (strcmp(verdicts[i].status, "delivered") == 0 &&
+			f->token_gen == token_gen)
+			token_gen_forced = false;	/* this token works */
+	}
 
 	PG_TRY();
 	{
-		RecordVerdicts(f, verdicts);
+		RecordFlight(f, verdicts);
 	}
 	PG_CATCH();
 	{
@@ -1306,15 +845,38 @@ FinishFlight(Flight *f)
 			next_due = Min(next_due, PlusMs(now, verdicts[i].delay_ms));
 	}
 
+	CountVerdicts(f, outs, verdicts);
+
 	if (fx.throttle_s >= 0)
+	{
+		bool		was_throttled = (paused_until > now);
+
 		PauseFor(Max((long) THROTTLE_MIN_MS, (long) ceil(fx.throttle_s * 1000.0)));
+		RegistryCount(0, 0, 0, 0, 1, 0, false);
+		if (!was_throttled)
+			ereport(LOG,
+					(errmsg("edusync delivery worker throttled by Graph until %s",
+							timestamptz_to_str(paused_until))));
+		RegistryReport("throttled", psprintf("until %s", timestamptz_to_str(paused_until)));
+	}
 	if (fx.answered)
+	{
+		if (host_streak > 0)
+			ereport(LOG,
+					(errmsg("edusync delivery worker: Graph answers again, after %d failed attempt%s",
+							host_streak, host_streak == 1 ? "" : "s")));
 		host_streak = 0;
+	}
 	else if (fx.failed)
 	{
+		if (host_streak == 0)
+			ereport(LOG,
+					(errmsg("edusync delivery worker: Graph is failing, sending one request at a time until it answers"),
+					 errdetail_internal("%s", Sentence(outs[0].reason ? outs[0].reason : "no answer"))));
 		host_streak++;
-		PauseFor(GraphBackoffMs(host_streak, -1, HOST_BACKOFF_BASE_MS,
-								HOST_BACKOFF_CAP_MS));
+		PauseFor(PolicyBackoffMs(host_streak, -1, HOST_BACKOFF_BASE_MS,
+								 HOST_BACKOFF_CAP_MS));
+		RegistryReport("probing", outs[0].reason);
 	}
 	trouble_streak = 0;
 }
@@ -1399,7 +961,7 @@ Recover(void)
 
 /* How long to sleep before anything can be done; 0: do it now. */
 static long
-SleepMs(void)
+IdleMs(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz until;
@@ -1436,16 +998,20 @@ Turn(void)
 	ReportActivity();
 }
 
-/* Entry point of the delivery worker. */
+/* Entry point of the delivery worker of one database (main_arg: its oid). */
 void
 edusync_worker_main(Datum main_arg)
 {
+	bool		installed;
+	char	   *dbname;
+
+	worker_dbid = DatumGetObjectId(main_arg);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	WorkerPublish();
-	BackgroundWorkerInitializeConnection(edusync_database, NULL, 0);
+	RegistryPublishWorker(worker_dbid);
+	BackgroundWorkerInitializeConnectionByOid(worker_dbid, InvalidOid, 0);
 	pgstat_report_appname(WORKER_NAME);
 
 	/*
@@ -1460,6 +1026,19 @@ edusync_worker_main(Datum main_arg)
 	/* losing the last outcomes in a crash only means sending them again */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
+	/* nothing to do where edusync is not installed: say so, and leave */
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid("edusync", true));
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(worker_dbid));
+	CommitTransactionCommand();
+	if (!installed)
+	{
+		RegistrySetState(worker_dbid, SLOT_ABSENT, false);
+		proc_exit(0);
+	}
+	RegistrySetState(worker_dbid, SLOT_RUNNING, false);
+	RegistryReport("idle", NULL);
+
 	WorkerContext = AllocSetContextCreate(TopMemoryContext,
 										  "edusync worker",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -1469,7 +1048,7 @@ edusync_worker_main(Datum main_arg)
 
 	ereport(LOG,
 			(errmsg("edusync delivery worker started for database \"%s\"",
-					edusync_database)));
+					dbname)));
 
 	for (;;)
 	{
@@ -1492,7 +1071,7 @@ edusync_worker_main(Datum main_arg)
 		PG_END_TRY();
 		MemoryContextSwitchTo(LoopContext);
 
-		sleep_ms = SleepMs();
+		sleep_ms = IdleMs();
 		if (sleep_ms > 0)
 		{
 			pgstat_report_stat(false);

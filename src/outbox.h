@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * outbox.h
+ *	  The home of every statement on edusync.deliveries, the outbox of
+ *	  async mode and the record of every forwarded error; and the wake-up
+ *	  of the delivery worker when a transaction that queued one commits.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EDUSYNC_OUTBOX_H
+#define EDUSYNC_OUTBOX_H
+
+#include "policy.h"
+#include "sync_error.h"
+
+/* A due delivery, with the error to send. */
+typedef struct OutboxRow
+{
+	EdusyncError err;
+	int			attempts;		/* sends before this one */
+} OutboxRow;
+
+/* Backends: one error's delivery row. */
+extern void OutboxEnqueue(const EdusyncError *err);
+extern void OutboxRecordDelivered(const EdusyncError *err, int attempts,
+								  long status, const char *remote_id);
+extern bool OutboxHasDelivery(const EdusyncError *err);
+extern uint64 OutboxRetryFailed(const char *profile_id);
+extern void OutboxWakeAtCommit(void);
+
+/* The worker, inside a transaction with a snapshot. */
+extern int	OutboxClaimDue(int limit, Datum *exclude, int nexclude,
+						   OutboxRow **rows, TimestampTz *next_due);
+extern void OutboxRecordVerdicts(int n, const char *const *profile_ids,
+								 const pg_uuid_t *error_ids,
+								 const Verdict *verdicts);
+
+#endif							/* EDUSYNC_OUTBOX_H */

@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * saved_plan.h
+ *	  SPI with statements prepared once per process: what store.c and
+ *	  outbox.c, the two homes of edusync's SQL, share.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EDUSYNC_SAVED_PLAN_H
+#define EDUSYNC_SAVED_PLAN_H
+
+#include "executor/spi.h"
+#include "utils/builtins.h"
+
+/*
+ * Run a statement from a plan prepared on first use and kept for the
+ * process.  The caller is connected to SPI.
+ */
+static inline int
+RunSavedPlan(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types,
+			 Datum *values, const char *nulls, bool read_only, long count)
+{
+	int			ret;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, (Oid *) types);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	ret = SPI_execute_plan(*plan, values, nulls, read_only, count);
+	if (ret < 0)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));
+	return ret;
+}
+
+/* A text parameter, or a null flag for NULL. */
+static inline Datum
+TextParam(const char *s, char *null)
+{
+	*null = (s == NULL) ? 'n' : ' ';
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/* A text column as a C string in mcxt; NULL for SQL NULL. */
+static inline char *
+TextColumn(HeapTuple tup, TupleDesc desc, int col, MemoryContext mcxt)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tup, desc, col, &isnull);
+
+	if (isnull)
+		return NULL;
+	return MemoryContextStrdup(mcxt, TextDatumGetCString(d));
+}
+
+#endif							/* EDUSYNC_SAVED_PLAN_H */

@@ -1,0 +1,38 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync_error.h
+ *	  One educationSynchronizationError, as every module passes it around,
+ *	  and the contract's bounds.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EDUSYNC_SYNC_ERROR_H
+#define EDUSYNC_SYNC_ERROR_H
+
+#include "datatype/timestamp.h"
+#include "utils/uuid.h"
+
+/* Bounds of the contract, in characters. */
+#define EDUSYNC_PROFILE_ID_MAX		256
+#define EDUSYNC_STRING_MAX			1024
+#define EDUSYNC_MESSAGE_MAX			8192
+
+/*
+ * One educationSynchronizationError, validated.  Optional strings are NULL
+ * when absent; the required ones never are.
+ */
+typedef struct EdusyncError
+{
+	char	   *profile_id;
+	pg_uuid_t	id;
+	bool		id_given;		/* false: the id was generated */
+	char	   *entry_type;
+	char	   *error_code;
+	char	   *error_message;
+	char	   *joining_value;
+	char	   *reportable_identifier;
+	TimestampTz recorded_date_time;
+	bool		recorded_given; /* false: the time of the call */
+} EdusyncError;
+
+#endif							/* EDUSYNC_SYNC_ERROR_H */
