@@ -21,3 +21,50 @@ COMMENT ON FUNCTION edusync.create_sync_profile(pg_catalog.text, pg_catalog.text
 	'Insert a synchronization profile; returns its id';
 
 REVOKE ALL ON FUNCTION edusync.create_sync_profile(pg_catalog.text, pg_catalog.text) FROM PUBLIC;
+
+-- recorded_date_time DEFAULT NULL: "not given" is NULL, not a value equal
+-- to now() (the library no longer compares with now()).  The one place an
+-- upgrade script must replace a function, keeping its grants.
+CREATE OR REPLACE FUNCTION edusync.create_sync_error(profile_id pg_catalog.text,
+										  entry_type pg_catalog.text,
+										  error_code pg_catalog.text,
+										  error_message pg_catalog.text,
+										  joining_value pg_catalog.text DEFAULT NULL,
+										  reportable_identifier pg_catalog.text DEFAULT NULL,
+										  recorded_date_time pg_catalog.timestamptz DEFAULT NULL,
+										  id pg_catalog.uuid DEFAULT NULL)
+RETURNS pg_catalog.jsonb
+AS 'MODULE_PATHNAME', 'create_sync_error_args'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION edusync.version()
+RETURNS pg_catalog.text
+AS 'MODULE_PATHNAME', 'edusync_version'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION edusync.version() IS
+	'The version of the edusync library';
+
+CREATE FUNCTION edusync.worker_status(
+	OUT datname pg_catalog.text,
+	OUT state pg_catalog.text,
+	OUT pid pg_catalog.int4,
+	OUT since pg_catalog.timestamptz,
+	OUT activity pg_catalog.text,
+	OUT detail pg_catalog.text,
+	OUT last_success pg_catalog.timestamptz,
+	OUT sent pg_catalog.int8,
+	OUT delivered pg_catalog.int8,
+	OUT retried pg_catalog.int8,
+	OUT failed pg_catalog.int8,
+	OUT throttled pg_catalog.int8,
+	OUT batches pg_catalog.int8)
+RETURNS SETOF pg_catalog.record
+AS 'MODULE_PATHNAME', 'worker_status'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.worker_status() IS
+	'Per database, its delivery worker: state, activity, why, counters since start';
+
+REVOKE ALL ON FUNCTION edusync.version() FROM PUBLIC;
+REVOKE ALL ON FUNCTION edusync.worker_status() FROM PUBLIC;

@@ -180,7 +180,7 @@ CREATE FUNCTION edusync.create_sync_error(profile_id pg_catalog.text,
 										  error_message pg_catalog.text,
 										  joining_value pg_catalog.text DEFAULT NULL,
 										  reportable_identifier pg_catalog.text DEFAULT NULL,
-										  recorded_date_time pg_catalog.timestamptz DEFAULT pg_catalog.now(),
+										  recorded_date_time pg_catalog.timestamptz DEFAULT NULL,
 										  id pg_catalog.uuid DEFAULT NULL)
 RETURNS pg_catalog.jsonb
 AS 'MODULE_PATHNAME', 'create_sync_error_args'
@@ -232,6 +232,34 @@ $$ LANGUAGE sql VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION edusync.create_sync_profile(pg_catalog.text, pg_catalog.text) IS
 	'Insert a synchronization profile; returns its id';
+
+CREATE FUNCTION edusync.version()
+RETURNS pg_catalog.text
+AS 'MODULE_PATHNAME', 'edusync_version'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION edusync.version() IS
+	'The version of the edusync library';
+
+CREATE FUNCTION edusync.worker_status(
+	OUT datname pg_catalog.text,
+	OUT state pg_catalog.text,
+	OUT pid pg_catalog.int4,
+	OUT since pg_catalog.timestamptz,
+	OUT activity pg_catalog.text,
+	OUT detail pg_catalog.text,
+	OUT last_success pg_catalog.timestamptz,
+	OUT sent pg_catalog.int8,
+	OUT delivered pg_catalog.int8,
+	OUT retried pg_catalog.int8,
+	OUT failed pg_catalog.int8,
+	OUT throttled pg_catalog.int8,
+	OUT batches pg_catalog.int8)
+RETURNS SETOF pg_catalog.record
+AS 'MODULE_PATHNAME', 'worker_status'
+LANGUAGE C VOLATILE STRICT PARALLEL SAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.worker_status() IS
+	'Per database, its delivery worker: state, activity, why, counters since start';
 
 CREATE VIEW edusync.delivery_queue AS
 	SELECT pg_catalog.count(*) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS pending,

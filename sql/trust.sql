@@ -2,7 +2,9 @@
 -- replays inside one statement, links built without the send-time checks,
 -- dot-segments in a profile id, and text that cannot be sent as UTF-8.
 \set VERBOSITY default
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS edusync;
+RESET client_min_messages;
 CREATE EXTENSION edusync;
 INSERT INTO edusync.sync_profiles (id, display_name)
 	VALUES ('t1', 'trust'), ('..', 'dots'), ('.', 'dot');
@@ -25,9 +27,24 @@ FROM (SELECT edusync.create_sync_error('t1', 'Teacher', 'c', 'typed',
 		id => '2b6b1a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b') a
 	  FROM generate_series(1, 3)) s;
 
--- Links are text: building them needs none of the checks a send needs
--- (plain http to another host is refused for sending, not for a link).
+-- URL settings are checked when set (22023), not at the first send.
 SET edusync.graph_url = 'http://graph.example.com/beta/';
+\echo :SQLSTATE
+SET edusync.graph_url = 'ht!tp:/nowhere';
+\echo :SQLSTATE
+SET edusync.graph_url = 'https://user:pw@graph.example.com/beta';
+\echo :SQLSTATE
+SET edusync.errors_path = '/education/synchronizationProfiles/errors';
+\echo :SQLSTATE
+SET edusync.errors_path = 'education/{profile_id}';
+\echo :SQLSTATE
+SET edusync.token_url = 'http://login.example.com/{tenant}/token';
+\echo :SQLSTATE
+ALTER SYSTEM SET edusync.databases = 'a,,b';
+\echo :SQLSTATE
+SHOW edusync.graph_url;
+-- Links are text, built from the configured base without a send's checks.
+SET edusync.graph_url = 'https://graph.contoso.test/beta/';
 SELECT edusync.list_sync_errors('t1', 1)->>'@odata.context' AS context;
 SELECT edusync.list_sync_errors('t1', 1)->>'@odata.nextLink' AS next_link;
 -- an errors_path with a query of its own: the paging goes after an &

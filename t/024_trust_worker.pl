@@ -20,7 +20,7 @@ my $node = PostgreSQL::Test::Cluster->new('trust');
 $node->init;
 $node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'edusync'
-edusync.database = 'tenant'
+edusync.databases = 'tenant'
 edusync.graph_url = '@{[ $graph->url ]}'
 edusync.bearer_token = 'trust-token'
 edusync.max_attempts = 3
@@ -86,7 +86,8 @@ ok(settled('tenant', 'trap'), 'the worker delivered them');
 is($node->safe_psql('postgres', "SELECT rolsuper FROM pg_roles WHERE rolname = 'mallory'"),
 	'f', "the database owner's search_path did not make the worker run their code");
 
-# --- async in a database no worker serves: refused, nothing queued
+# --- async in a database no worker serves (edusync.databases leaves it
+# out): refused, nothing queued
 $node->safe_psql('other', q{CREATE EXTENSION edusync;
 	INSERT INTO edusync.sync_profiles VALUES ('p1', 'p1')});
 my ($r2, $o2, $e2) = queue('other', 1, 'nobody');

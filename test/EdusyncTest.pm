@@ -24,7 +24,6 @@ sub edusync_node
 	$node->init;
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'edusync'
-edusync.database = 'postgres'
 edusync.graph_url = '@{[ $graph->url ]}'
 $conf
 });
@@ -100,7 +99,7 @@ sub worker_pid
 	while (time < $deadline)
 	{
 		my ($ret, $pid) = $node->psql('postgres',
-			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker'");
+			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker' AND datname = 'postgres'");
 		return $pid if $ret == 0 && $pid =~ /^\d+$/;
 		sleep 0.1;
 	}
