@@ -224,16 +224,23 @@ GiveUp(int attempts, const Outcome *last)
 					   (last && last->reason) ? last->reason : "no attempt was made")));
 }
 
-/* Wait ms milliseconds, interruptibly. */
+/* Wait ms milliseconds, interruptibly, however often the latch is set. */
 static void
 SleepMs(long ms)
 {
+	TimestampTz until;
+	long		left;
+
 	if (ms <= 0)
 		return;
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
-	CHECK_FOR_INTERRUPTS();
+	until = GetCurrentTimestamp() + (TimestampTz) ms * 1000;
+	while ((left = RemainingMs(until)) > 0)
+	{
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 left, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
 }
 
 /*
