@@ -91,6 +91,7 @@ EXTDIR=$($PG_CONFIG --sharedir)/extension
 step "dpkg -L $PACKAGE"
 dpkg -L "$PACKAGE" >"$WORKDIR/files"
 grep -E '\.(so|control|sql)$' "$WORKDIR/files" >&2
+# shellcheck disable=SC2016  # $(DATA) is for make
 printf 'print-data:\n\t@echo $(DATA)\n' >"$WORKDIR/print-data.mk"
 data=$(make -C "$SRC" -s --no-print-directory PG_CONFIG="$PG_CONFIG" \
 	-f Makefile -f "$WORKDIR/print-data.mk" print-data)
