@@ -29,13 +29,21 @@ install_deps() {
 	fi
 	step "installing packages: $(echo $PACKAGES)"
 	export DEBIAN_FRONTEND=noninteractive
+	# Wait for another apt or dpkg run (up to 10 minutes) rather than fail.
 	apt-get -o DPkg::Lock::Timeout=600 update -qq
 	# shellcheck disable=SC2086
-	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $PACKAGES >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+		$PACKAGES >/dev/null
 }
 
-# Build and install the extension into the server's folders.
+# Build and install the extension into the server's folders; with
+# EDUSYNC_SKIP_BUILD=1, test what is installed there already (the Debian
+# package: test/deb.sh) and build nothing.
 build_install() {
+	if [ "${EDUSYNC_SKIP_BUILD:-0}" = 1 ]; then
+		step "EDUSYNC_SKIP_BUILD=1: using the edusync installed in $($PG_CONFIG --pkglibdir)"
+		return
+	fi
 	step "building and installing edusync"
 	make -C "$EDUSYNC_SRC" -s PG_CONFIG="$PG_CONFIG" >/dev/null
 	make -C "$EDUSYNC_SRC" -s PG_CONFIG="$PG_CONFIG" install >/dev/null
