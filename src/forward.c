@@ -22,6 +22,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "edusync.h"
 #include "graph_client.h"
 
@@ -92,7 +93,7 @@ ParseRemoteJson(const char *body, size_t len)
 
 	if (body == NULL || len == 0 || !JsonDepthWithin(body, len, REMOTE_JSON_MAX_DEPTH))
 		return NULL;
-	lex = makeJsonLexContextCstringLen((char *) body, len, GetDatabaseEncoding(), true);
+	lex = EdusyncJsonLexer(body, len, GetDatabaseEncoding());
 	if (pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
 		return NULL;
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,

@@ -32,6 +32,7 @@
 #include "common/pg_prng.h"
 #endif
 
+#include "compat.h"
 #include "edusync.h"
 #include "graph_client.h"
 
@@ -98,7 +99,7 @@ static void GraphInit(void);
 static void GraphParseUrl(const char *url, GraphUrlParts *parts);
 static char *GraphUrlPart(CURLU *h, CURLUPart what);
 static bool GraphHostIsLoopback(const char *host);
-static void GraphRefuseUrl(const char *setting_name, const char *detail) pg_attribute_noreturn();
+pg_noreturn static void GraphRefuseUrl(const char *setting_name, const char *detail);
 static char *GraphCheckUrlInternal(const char *url, const char *setting_name,
 								   bool allow_query);
 static char *GraphBaseUrl(size_t *len);
@@ -110,7 +111,7 @@ static void GraphTransferRelease(GraphTransfer *xfer);
 static void GraphAddHeader(GraphTransfer *xfer, const char *name,
 						   const char *value);
 static void GraphCheckHeaderValue(const char *name, const char *value);
-static void GraphSetoptFailed(const char *option, CURLcode rc) pg_attribute_noreturn();
+pg_noreturn static void GraphSetoptFailed(const char *option, CURLcode rc);
 static void GraphFillResponse(GraphTransfer *xfer, CURLcode result,
 							  bool interrupted, GraphResponse *resp);
 static void GraphWait(CURLM *multi, long timeout_ms);

@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "edusync.h"
 #include "graph_client.h"
 
@@ -61,14 +62,6 @@ typedef struct TokenAnswer
 
 static TokenCache token_cache;
 
-#if PG_VERSION_NUM >= 160000
-#define TOKEN_JSON_ACTION	JsonParseErrorType
-#define TOKEN_JSON_DONE		return JSON_SUCCESS
-#else
-#define TOKEN_JSON_ACTION	void
-#define TOKEN_JSON_DONE		return
-#endif
-
 static bool TokenSettingSet(const char *value);
 static bool TokenStrEq(const char *a, const char *b);
 static void TokenWipe(char **p);
@@ -81,12 +74,12 @@ static char *TokenSanitize(const char *s);
 static char *TokenEndpointError(const TokenAnswer *ans);
 static bool TokenLooksUsable(const char *token);
 static double TokenExpiresIn(const char *value);
-static TOKEN_JSON_ACTION TokenObjectStart(void *state);
-static TOKEN_JSON_ACTION TokenObjectEnd(void *state);
-static TOKEN_JSON_ACTION TokenArrayStart(void *state);
-static TOKEN_JSON_ACTION TokenArrayEnd(void *state);
-static TOKEN_JSON_ACTION TokenFieldStart(void *state, char *fname, bool isnull);
-static TOKEN_JSON_ACTION TokenScalar(void *state, char *token, JsonTokenType tokentype);
+static EDUSYNC_JSON_ACTION TokenObjectStart(void *state);
+static EDUSYNC_JSON_ACTION TokenObjectEnd(void *state);
+static EDUSYNC_JSON_ACTION TokenArrayStart(void *state);
+static EDUSYNC_JSON_ACTION TokenArrayEnd(void *state);
+static EDUSYNC_JSON_ACTION TokenFieldStart(void *state, char *fname, bool isnull);
+static EDUSYNC_JSON_ACTION TokenScalar(void *state, char *token, JsonTokenType tokentype);
 
 
 /* Is a string setting set (not NULL, not empty)? */
@@ -251,7 +244,7 @@ TokenPrepareJson(const char *body, size_t len, char *out)
 }
 
 /* Parser callbacks: follow depth, keep the top-level fields we want. */
-static TOKEN_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 TokenObjectStart(void *state)
 {
 	TokenAnswer *ans = (TokenAnswer *) state;
@@ -260,38 +253,38 @@ TokenObjectStart(void *state)
 		ans->is_object = true;
 	ans->depth++;
 	ans->field = NULL;
-	TOKEN_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
 /* End of an object. */
-static TOKEN_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 TokenObjectEnd(void *state)
 {
 	((TokenAnswer *) state)->depth--;
-	TOKEN_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
 /* Start of an array. */
-static TOKEN_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 TokenArrayStart(void *state)
 {
 	TokenAnswer *ans = (TokenAnswer *) state;
 
 	ans->depth++;
 	ans->field = NULL;
-	TOKEN_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
 /* End of an array. */
-static TOKEN_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 TokenArrayEnd(void *state)
 {
 	((TokenAnswer *) state)->depth--;
-	TOKEN_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
 /* A field name: remember it when it is a top-level one we want. */
-static TOKEN_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 TokenFieldStart(void *state, char *fname, bool isnull)
 {
 	TokenAnswer *ans = (TokenAnswer *) state;
@@ -303,7 +296,7 @@ TokenFieldStart(void *state, char *fname, bool isnull)
 
 	ans->field = NULL;
 	if (ans->depth != 1 || fname == NULL)
-		TOKEN_JSON_DONE;
+		EDUSYNC_JSON_DONE;
 	for (i = 0; i < lengthof(wanted); i++)
 	{
 		if (strcmp(fname, wanted[i]) == 0)
@@ -312,11 +305,11 @@ TokenFieldStart(void *state, char *fname, bool isnull)
 			break;
 		}
 	}
-	TOKEN_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
 /* A scalar: store it when it is the value of a wanted top-level field. */
-static TOKEN_JSON_ACTION
+static EDUSYNC_JSON_ACTION
 TokenScalar(void *state, char *token, JsonTokenType tokentype)
 {
 	TokenAnswer *ans = (TokenAnswer *) state;
@@ -324,7 +317,7 @@ TokenScalar(void *state, char *token, JsonTokenType tokentype)
 
 	ans->field = NULL;
 	if (ans->depth != 1 || field == NULL || token == NULL)
-		TOKEN_JSON_DONE;
+		EDUSYNC_JSON_DONE;
 
 	if (strcmp(field, "expires_in") == 0)
 	{
@@ -343,7 +336,7 @@ TokenScalar(void *state, char *token, JsonTokenType tokentype)
 		else if (strcmp(field, "error_description") == 0)
 			ans->error_description = token;
 	}
-	TOKEN_JSON_DONE;
+	EDUSYNC_JSON_DONE;
 }
 
 /*
@@ -374,11 +367,7 @@ TokenParseAnswer(const char *body, size_t len, TokenAnswer *ans)
 	sem.object_field_start = TokenFieldStart;
 	sem.scalar = TokenScalar;
 
-#if PG_VERSION_NUM >= 170000
-	lex = makeJsonLexContextCstringLen(NULL, copy, len, PG_UTF8, true);
-#else
-	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
-#endif
+	lex = EdusyncJsonLexer(copy, len, PG_UTF8);
 	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
 		return false;
 	return ans->is_object;

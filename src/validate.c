@@ -178,7 +178,7 @@ ParseDateTimeOffset(const char *value)
 			!ReadDigits(&p, 2, &offset_minute) || offset_minute > 59)
 			BadDateTime(value, "An offset must be written +hh:mm or -hh:mm.");
 		offset_min = sign * (offset_hour * 60 + offset_minute);
-		if (Abs(offset_min) > OFFSET_MAX_MINUTES)
+		if (abs(offset_min) > OFFSET_MAX_MINUTES)
 			BadDateTime(value, "An offset must lie between -14:00 and +14:00.");
 	}
 	else

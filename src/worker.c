@@ -83,6 +83,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
 #include "edusync.h"
 #include "graph_client.h"
 
@@ -306,7 +307,7 @@ WorkerUnpublish(int code, Datum arg)
 	if (worker_shared == NULL)
 		return;
 	SpinLockAcquire(&worker_shared->mutex);
-	if (worker_shared->pgprocno == MyProc->pgprocno)
+	if (worker_shared->pgprocno == EDUSYNC_MY_PROCNO)
 		worker_shared->pgprocno = -1;
 	SpinLockRelease(&worker_shared->mutex);
 }
@@ -321,7 +322,7 @@ WorkerPublish(void)
 				 errmsg("edusync delivery worker started without its shared memory"),
 				 errhint("Load edusync through shared_preload_libraries.")));
 	SpinLockAcquire(&worker_shared->mutex);
-	worker_shared->pgprocno = MyProc->pgprocno;
+	worker_shared->pgprocno = EDUSYNC_MY_PROCNO;
 	SpinLockRelease(&worker_shared->mutex);
 	before_shmem_exit(WorkerUnpublish, (Datum) 0);
 }
