@@ -34,9 +34,8 @@ DATA = sql/edusync--0.1.0.sql sql/edusync--0.1.0--0.2.0.sql sql/edusync--0.2.0.s
 REGRESS = create validate read privileges lifecycle trust
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Isrc -DEDUSYNC_VERSION='"$(EXTVERSION)"'
-# Only the entry points the server looks up are exported (PostgreSQL 16+
-# does this for extensions by itself).
-PG_CPPFLAGS += -DPGDLLEXPORT='__attribute__((visibility("default")))'
+# Only the entry points the server looks up are exported: PGDLLEXPORT
+# (src/compat.h) marks them; PostgreSQL 16+ builds extensions so itself.
 PG_CFLAGS += -fvisibility=hidden
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare
 

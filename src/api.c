@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "answer.h"
 #include "forward.h"
 #include "graph_url.h"

@@ -57,4 +57,14 @@
 #define pg_noreturn pg_attribute_noreturn()
 #endif
 
+/*
+ * Symbols the server looks up (entry points, the magic block) are exported
+ * and nothing else: the library is built with -fvisibility=hidden.  16 and
+ * later mark PGDLLEXPORT so themselves; before 16 it is empty on ELF.
+ */
+#if PG_VERSION_NUM < 160000 && defined(__GNUC__)
+#undef PGDLLEXPORT
+#define PGDLLEXPORT __attribute__((visibility("default")))
+#endif
+
 #endif							/* EDUSYNC_COMPAT_H */

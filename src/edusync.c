@@ -14,6 +14,7 @@
 #include "utils/guc.h"
 #include "utils/varlena.h"
 
+#include "compat.h"
 #include "graph_url.h"
 #include "launcher.h"
 #include "registry.h"

@@ -29,6 +29,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "graph_client.h"
 #include "graph_url.h"
 #include "settings.h"
@@ -87,7 +88,7 @@ static void GraphTransferRelease(GraphTransfer *xfer);
 static void GraphAddHeader(GraphTransfer *xfer, const char *name,
 						   const char *value);
 static void GraphCheckHeaderValue(const char *name, const char *value);
-static void GraphSetoptFailed(const char *option, CURLcode rc) pg_attribute_noreturn();
+static pg_noreturn void GraphSetoptFailed(const char *option, CURLcode rc);
 static void GraphFillResponse(GraphTransfer *xfer, CURLcode result,
 							  bool interrupted, GraphResponse *resp);
 static void GraphWait(CURLM *multi, long timeout_ms);

@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "compat.h"
 #include "launcher.h"
 #include "registry.h"
 #include "settings.h"

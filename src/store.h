@@ -13,6 +13,7 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 
+#include "compat.h"
 #include "sync_error.h"
 
 /* The stored columns of an error, in the order StoreRowToError reads. */
@@ -25,7 +26,7 @@ extern void StoreRowToError(HeapTuple tup, TupleDesc desc, int first_col,
 							const char *profile_id, MemoryContext mcxt,
 							EdusyncError *err);
 extern bool StoreProfileExists(const char *profile_id);
-extern void StoreNoSuchProfile(const char *profile_id) pg_attribute_noreturn();
+extern pg_noreturn void StoreNoSuchProfile(const char *profile_id);
 extern bool StoreError(EdusyncError *err);
 extern bool StoreFetchError(const char *profile_id, const pg_uuid_t *id,
 							EdusyncError *err);

@@ -75,6 +75,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "compat.h"
 #include "answer.h"
 #include "batch.h"
 #include "graph_client.h"

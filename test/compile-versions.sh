@@ -46,7 +46,10 @@ fi
 
 # The project's extra flags, taken from the Makefile so they cannot drift.
 pg_cflags=$(sed -n 's/^PG_CFLAGS *+= *//p' "$here/Makefile" | tr '\n' ' ')
-pg_cppflags=$(sed -n 's/^PG_CPPFLAGS *+= *//p' "$here/Makefile" | tr '\n' ' ')
+extversion=$(sed -n 's/^EXTVERSION *= *//p' "$here/Makefile")
+# PG_CPPFLAGS as the shell reads them (quotes kept), $(EXTVERSION) expanded
+eval "pg_cppflags=($(sed -n 's/^PG_CPPFLAGS *+= *//p' "$here/Makefile" |
+	sed "s/\$(EXTVERSION)/$extversion/g" | tr '\n' ' '))"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -90,7 +93,7 @@ EOF
 	for src in "$here"/src/*.c; do
 		obj="$tmp/$(basename "$src" .c).o"
 		# shellcheck disable=SC2086 # the flag strings are word lists
-		if ! (cd "$here" && $cc $pg_cppflags -I. -I"$tree/src/include" $cppflags \
+		if ! (cd "$here" && $cc "${pg_cppflags[@]}" -I. -I"$tree/src/include" $cppflags \
 			$cflags $pg_cflags -Werror -c "$src" -o "$obj") >>"$tmp/log" 2>&1; then
 			ok=0
 		fi
