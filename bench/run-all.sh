@@ -582,14 +582,16 @@ python3 "$BENCH/report.py" "$SAMPLES" "$WORKDIR/header.md" "$OUT/results.md" "$W
 cat >"$WORKDIR/plot.gp" <<-EOF
 set terminal pngcairo size 1400,800 noenhanced font ",10"
 set output "$OUT/results.png"
-set title "edusync: each figure against its baseline (baseline = 1; above 1 = contender better)"
+set title "edusync: each figure against its baseline, measured in the same run (baseline = 1; above 1 = contender better; log scale)"
 set style fill solid 0.6 border -1
 set boxwidth 0.38
 set xtics rotate by -35 nomirror
 set ylabel "normalised to baseline"
 set grid ytics
-set key top right
-set yrange [0:*]
+set key outside top center horizontal
+set logscale y
+set yrange [0.0005:4]
+set format y "%g"
 set bmargin 12
 plot "$WORKDIR/plot.dat" using (\$0 - 0.2):(1):xtic(1) with boxes title "baseline", \
      "" using (\$0 + 0.2):2 with boxes title "contender (median)", \
