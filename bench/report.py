@@ -11,6 +11,8 @@ SAMPLES holds tab-separated lines, in the order the figures should appear:
         So a ratio above 1 always means the contender did better.
     S key round contender_value baseline_value
     NA key reason
+    NOTE text
+    FAILED benchmark
 HEADER is a file whose text goes above the table.
 """
 import statistics
@@ -31,7 +33,7 @@ def fmt(v, unit):
 
 def main():
     samples, header, out_md, plot_dat = sys.argv[1:5]
-    order, meta, rows, na = [], {}, {}, {}
+    order, meta, rows, na, notes, failed = [], {}, {}, {}, [], []
     with open(samples) as f:
         for line in f:
             parts = line.rstrip("\n").split("\t")
@@ -45,6 +47,10 @@ def main():
                 rows.setdefault(parts[1], []).append((float(parts[3]), float(parts[4])))
             elif parts[0] == "NA":
                 na[parts[1]] = parts[2]
+            elif parts[0] == "NOTE":
+                notes.append(parts[1])
+            elif parts[0] == "FAILED":
+                failed.append(parts[1])
 
     lines = [open(header).read().rstrip("\n"), "",
              "| figure | contender | baseline | ratio (median) | spread (min–max) | rounds "
@@ -73,6 +79,10 @@ def main():
     lines += ["", "Ratios are oriented so that above 1 means the contender did better than "
               "its baseline: contender/baseline for rates, baseline/contender for times. "
               "Spread is the lowest and highest per-round ratio."]
+    if failed:
+        lines += ["", "Benchmarks that failed (see the run's log): " + ", ".join(failed) + "."]
+    if notes:
+        lines += ["", "Notes:", ""] + ["- " + n for n in notes]
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(plot_dat, "w") as f:
