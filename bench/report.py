@@ -31,6 +31,11 @@ def fmt(v, unit):
     return "{} {}".format(s, unit)
 
 
+def ratio(r):
+    """Two decimals, or two significant digits below 0.1."""
+    return "{:.2f}".format(r) if r >= 0.1 else "{:.2g}".format(r)
+
+
 def main():
     samples, header, out_md, plot_dat = sys.argv[1:5]
     order, meta, rows, na, notes, failed = [], {}, {}, {}, [], []
@@ -70,8 +75,9 @@ def main():
         else:
             ratios = [c / b if b > 0 else float("nan") for c, b in samples_]
         med = statistics.median(ratios)
-        lines.append("| {} | {} | {} | {:.2f} | {:.2f}–{:.2f} | {} | {} | {} | {} |".format(
-            m["figure"], m["contender"], m["baseline"], med, min(ratios), max(ratios),
+        lines.append("| {} | {} | {} | {} | {}–{} | {} | {} | {} | {} |".format(
+            m["figure"], m["contender"], m["baseline"], ratio(med), ratio(min(ratios)),
+            ratio(max(ratios)),
             len(ratios), fmt(statistics.median(c for c, _ in samples_), m["unit"]),
             fmt(statistics.median(b for _, b in samples_), m["unit"]), m["target"]))
         plot.append((key, med, min(ratios), max(ratios)))

@@ -9,7 +9,8 @@
 # server PG_BIN names (default: Debian's PostgreSQL 15), starts a throwaway
 # cluster that preloads edusync and forwards to nginx on 127.0.0.1 (a fixed
 # 201 Graph body for every POST of an error, a fixed 20-item answer for
-# $batch), runs each benchmark, and writes bench/results.md (a table) and
+# $batch), runs each benchmark, and writes bench/results.md (a table),
+# bench/results.tsv (the raw samples) and
 # bench/results.png (one bar pair per figure).  Everything it started is
 # stopped on exit, also on failure.
 #
@@ -17,8 +18,8 @@
 # are measured every round, alternating which goes first, and the table
 # gives the median and the spread of the per-round ratios.  A benchmark whose
 # function the installed edusync does not have (to_regprocedure) is reported
-# as "n/a (function missing)"; one that fails is reported as failed, and the
-# run goes on.
+# as "n/a (function missing)"; one that fails is reported as failed, the
+# run goes on, and the exit status is 1.
 #
 # Parameters (environment):
 #   ROUNDS (3)   rounds of every comparison
@@ -71,6 +72,7 @@ NGINX_PID=
 # Stop nginx and resume a paused worker before lib.sh stops the cluster.
 bench_cleanup() {
 	local rc=$?
+	set +e	# every step below must run, whatever the one before did
 	# a benchmark runs in a subshell: a worker it paused is named in a file
 	if [ -s "${WORKDIR:-/nonexistent}/paused_worker" ]; then
 		kill -CONT "$(cat "$WORKDIR/paused_worker")" 2>/dev/null
@@ -78,13 +80,19 @@ bench_cleanup() {
 	if [ -n "$NGINX_PID" ]; then
 		kill -QUIT "$NGINX_PID" 2>/dev/null
 		for _ in $(seq 1 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$NGINX_PID" 2>/dev/null
+		kill -0 "$NGINX_PID" 2>/dev/null && kill -KILL "$NGINX_PID"
 	fi
 	(exit $rc)
 	cleanup
 }
 trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+# A benchmark runs in a background subshell that a signal also stops.
+BENCH_CHILD=
+on_signal() {
+	[ -n "$BENCH_CHILD" ] && kill -TERM "$BENCH_CHILD" 2>/dev/null
+	exit 130
+}
+trap on_signal INT TERM
 
 psql_() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
@@ -569,8 +577,11 @@ for name in $ONLY; do
 	step "benchmark: $name"
 	started=$SECONDS
 	set +e
-	(set -e; "bench_$name")
+	(set -e; "bench_$name") &
+	BENCH_CHILD=$!
+	wait "$BENCH_CHILD"
 	rc=$?
+	BENCH_CHILD=
 	set -e
 	if [ $rc -ne 0 ]; then
 		step "  $name FAILED (exit $rc)"
@@ -603,6 +614,7 @@ elapsed=$((SECONDS - BENCH_START))
 	echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT LAT_N=$LAT_N RSS_N=$RSS_N RSS_FIRST=$RSS_FIRST."
 } >"$WORKDIR/header.md"
 mkdir -p "$OUT"
+cp "$SAMPLES" "$OUT/results.tsv"	# the raw samples, for another look
 python3 "$BENCH/report.py" "$SAMPLES" "$WORKDIR/header.md" "$OUT/results.md" "$WORKDIR/plot.dat"
 cat >"$WORKDIR/plot.gp" <<-EOF
 set terminal pngcairo size 1400,800 noenhanced font ",10"
@@ -627,3 +639,5 @@ if [ -s "$WORKDIR/plot.dat" ]; then
 fi
 cat "$OUT/results.md"
 step "results: $OUT/results.md, $OUT/results.png ($elapsed s)"
+# the exit status says whether every benchmark ran
+! grep -q '^FAILED' "$SAMPLES"
