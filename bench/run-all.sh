@@ -616,6 +616,9 @@ elapsed=$((SECONDS - BENCH_START))
 mkdir -p "$OUT"
 cp "$SAMPLES" "$OUT/results.tsv"	# the raw samples, for another look
 python3 "$BENCH/report.py" "$SAMPLES" "$WORKDIR/header.md" "$OUT/results.md" "$WORKDIR/plot.dat"
+# the log axis starts a decade below the smallest ratio
+ymin=$(awk 'NR == 1 || $3 < m { m = $3 }
+	END { x = (m > 0) ? log(m) / log(10) + 1e-9 : -3; e = int(x); if (x < e) e--; e--; if (e > -1) e = -1; printf "1e%d", e }' "$WORKDIR/plot.dat")
 cat >"$WORKDIR/plot.gp" <<-EOF
 set terminal pngcairo size 1400,800 noenhanced font ",10"
 set output "$OUT/results.png"
@@ -627,7 +630,7 @@ set ylabel "normalised to baseline"
 set grid ytics
 set key outside top center horizontal
 set logscale y
-set yrange [0.0005:4]
+set yrange [$ymin:4]
 set format y "%g"
 set bmargin 12
 plot "$WORKDIR/plot.dat" using (\$0 - 0.2):(1):xtic(1) with boxes title "baseline", \
