@@ -233,6 +233,33 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION edusync.create_sync_profile(pg_catalog.text, pg_catalog.text) IS
 	'Insert a synchronization profile; returns its id';
 
+CREATE FUNCTION edusync.queue_errors(profile_id pg_catalog.text,
+									 ids pg_catalog.uuid[] DEFAULT NULL)
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'queue_errors'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.queue_errors(pg_catalog.text, pg_catalog.uuid[]) IS
+	'Queue for the delivery worker the errors of a profile (all, or those given) never forwarded';
+
+CREATE FUNCTION edusync.retry_delivery(profile_id pg_catalog.text,
+									   error_id pg_catalog.uuid)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'retry_delivery'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.retry_delivery(pg_catalog.text, pg_catalog.uuid) IS
+	'Queue one failed delivery again; true if it was failed';
+
+CREATE FUNCTION edusync.cancel_delivery(profile_id pg_catalog.text,
+										error_id pg_catalog.uuid)
+RETURNS pg_catalog.bool
+AS 'MODULE_PATHNAME', 'cancel_delivery'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.cancel_delivery(pg_catalog.text, pg_catalog.uuid) IS
+	'Give up one pending delivery (failed, cancelled by the session user); true if it was pending';
+
 CREATE FUNCTION edusync.version()
 RETURNS pg_catalog.text
 AS 'MODULE_PATHNAME', 'edusync_version'

@@ -15,6 +15,7 @@
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -47,6 +48,9 @@ extern PGDLLEXPORT Datum list_sync_errors(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum retry_failed(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum edusync_version(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum worker_status(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum queue_errors(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum retry_delivery(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum cancel_delivery(PG_FUNCTION_ARGS);
 
 /*
  * Refuse to run against SQL objects of another version than the library's
@@ -384,4 +388,78 @@ worker_status(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* The profile argument of an operator's function: validated and known. */
+static char *
+KnownProfileArg(FunctionCallInfo fcinfo)
+{
+	char	   *profile_id = ProfileIdArg(fcinfo);
+
+	if (!StoreProfileExists(profile_id))
+		StoreNoSuchProfile(profile_id);
+	return profile_id;
+}
+
+PG_FUNCTION_INFO_V1(queue_errors);
+
+/*
+ * queue_errors(profile_id, ids uuid[] DEFAULT NULL): queue for the delivery
+ * worker the errors of a profile (all, or those in ids) that were never
+ * forwarded, e.g. created while forwarding was off; returns how many.
+ */
+Datum
+queue_errors(PG_FUNCTION_ARGS)
+{
+	char	   *profile_id;
+	uint64		n;
+
+	RequireKnownSql();
+	profile_id = KnownProfileArg(fcinfo);
+	ForwardRequireAsync();
+	n = OutboxQueueUnsent(profile_id, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
+						  PG_ARGISNULL(1));
+	PG_RETURN_INT64((int64) n);
+}
+
+/* The error id argument (argument 1), not null. */
+static pg_uuid_t *
+ErrorIdArg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NOT_NULL_VIOLATION),
+				 errmsg("error id must not be null")));
+	return PG_GETARG_UUID_P(1);
+}
+
+PG_FUNCTION_INFO_V1(retry_delivery);
+
+/* retry_delivery(profile_id, error_id): queue one failed delivery again. */
+Datum
+retry_delivery(PG_FUNCTION_ARGS)
+{
+	char	   *profile_id;
+
+	RequireKnownSql();
+	profile_id = KnownProfileArg(fcinfo);
+	PG_RETURN_BOOL(OutboxSetOne(profile_id, ErrorIdArg(fcinfo), "failed", NULL));
+}
+
+PG_FUNCTION_INFO_V1(cancel_delivery);
+
+/*
+ * cancel_delivery(profile_id, error_id): a pending delivery becomes failed,
+ * "cancelled by" the session user; one already in flight may still arrive.
+ */
+Datum
+cancel_delivery(PG_FUNCTION_ARGS)
+{
+	char	   *profile_id;
+
+	RequireKnownSql();
+	profile_id = KnownProfileArg(fcinfo);
+	PG_RETURN_BOOL(OutboxSetOne(profile_id, ErrorIdArg(fcinfo), "pending",
+								psprintf("cancelled by %s",
+										 GetUserNameFromId(GetSessionUserId(), false))));
 }

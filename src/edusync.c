@@ -8,6 +8,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -40,6 +42,7 @@ char	   *edusync_token_scope = NULL;
 int			edusync_timeout_ms = 10000;
 int			edusync_max_attempts = 8;
 int			edusync_batch_size = 1;
+int			edusync_delivered_retention_s = 0;
 char	   *edusync_databases = NULL;
 bool		edusync_preloaded = false;
 
@@ -291,6 +294,17 @@ _PG_init(void)
 							20,
 							PGC_SUSET,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("edusync.delivered_retention",
+							"Sets how long delivered rows stay in edusync.deliveries; 0 keeps them.",
+							"The delivery workers delete older ones in small batches.  A replay of an error whose delivered row is gone is forwarded again.",
+							&edusync_delivered_retention_s,
+							0,
+							0,
+							INT_MAX,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("edusync.databases",

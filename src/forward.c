@@ -35,6 +35,8 @@
 #define ERRCODE_GRAPH_AUTH		MAKE_SQLSTATE('Y','G','0','0','3')
 
 
+static void RequireEndpoint(void);
+
 /* Raise 55000 unless the library was preloaded (the contract says why). */
 static void
 RequirePreload(void)
@@ -68,6 +70,19 @@ RequireWorker(void)
 			 state == SLOT_NO_WORKER ?
 			 errhint("Raise max_worker_processes and restart the server, or use edusync.forward = 'sync' here.") :
 			 errhint("Add this database to edusync.databases (or empty it) and reload, or use edusync.forward = 'sync' here.")));
+}
+
+/*
+ * Refuse (55000) to queue an error for the delivery worker unless the
+ * library is preloaded, an endpoint is set and a worker serves this
+ * database.
+ */
+void
+ForwardRequireAsync(void)
+{
+	RequirePreload();
+	RequireEndpoint();
+	RequireWorker();
 }
 
 /* Raise 55000 unless an endpoint is configured: no default points at Graph. */
@@ -252,9 +267,7 @@ ForwardError(const EdusyncError *err, bool replay)
 			ForwardSync(err);
 			break;
 		case EDUSYNC_FORWARD_ASYNC:
-			RequirePreload();
-			RequireEndpoint();
-			RequireWorker();
+			ForwardRequireAsync();
 			/* refuse an unusable configuration now, not in the worker */
 			(void) GraphErrorsUrl(err->profile_id);
 			OutboxEnqueue(err);

@@ -12,5 +12,6 @@
 #include "sync_error.h"
 
 extern void ForwardError(const EdusyncError *err, bool replay);
+extern void ForwardRequireAsync(void);
 
 #endif							/* EDUSYNC_FORWARD_H */

@@ -287,3 +287,103 @@ OutboxRecordVerdicts(int n, const char *const *profile_ids,
 	}
 	SPI_finish();
 }
+
+/*
+ * Queue the errors of a profile (all, or those in ids) that were never
+ * forwarded (created while forwarding was off); returns how many.
+ */
+uint64
+OutboxQueueUnsent(const char *profile_id, Datum ids, bool all)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[] = {TEXTOID, UUIDARRAYOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	uint64		n;
+
+	values[0] = CStringGetTextDatum(profile_id);
+	values[1] = ids;
+	nulls[1] = all ? 'n' : ' ';
+	SPI_connect();
+	RunSavedPlan(&plan,
+				 "INSERT INTO edusync.deliveries (profile_id, error_id) "
+				 "SELECT e.profile_id, e.id FROM edusync.sync_errors e "
+				 "WHERE e.profile_id OPERATOR(pg_catalog.=) $1 "
+				 "AND ($2 IS NULL OR e.id OPERATOR(pg_catalog.=) ANY ($2)) "
+				 "ON CONFLICT (profile_id, error_id) DO NOTHING",
+				 2, types, values, nulls, false, 0);
+	n = SPI_processed;
+	SPI_finish();
+	if (n > 0)
+		OutboxWakeAtCommit();
+	return n;
+}
+
+/*
+ * Move one delivery from status from_status to pending (retry: from
+ * failed) or to failed with reason (cancel: from pending).  Returns
+ * whether it was in from_status.
+ */
+bool
+OutboxSetOne(const char *profile_id, const pg_uuid_t *error_id,
+			 const char *from_status, const char *reason)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[] = {TEXTOID, UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	bool		found;
+
+	values[0] = CStringGetTextDatum(profile_id);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) error_id);
+	values[2] = CStringGetTextDatum(from_status);
+	values[3] = TextParam(reason, &nulls[3]);
+	SPI_connect();
+	RunSavedPlan(&plan,
+				 "UPDATE edusync.deliveries SET "
+				 "status = CASE WHEN $3 OPERATOR(pg_catalog.=) 'failed' "
+				 "THEN 'pending' ELSE 'failed' END, "
+				 "attempts = CASE WHEN $3 OPERATOR(pg_catalog.=) 'failed' "
+				 "THEN 0 ELSE attempts END, "
+				 "next_attempt_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'failed' "
+				 "THEN pg_catalog.now() END, "
+				 "last_error = COALESCE($4, last_error) "
+				 "WHERE profile_id OPERATOR(pg_catalog.=) $1 "
+				 "AND error_id OPERATOR(pg_catalog.=) $2 "
+				 "AND status OPERATOR(pg_catalog.=) $3",
+				 4, types, values, nulls, false, 0);
+	found = (SPI_processed == 1);
+	SPI_finish();
+	if (found && strcmp(from_status, "failed") == 0)
+		OutboxWakeAtCommit();
+	return found;
+}
+
+/*
+ * Delete up to limit delivered rows older than retention_s seconds, in the
+ * caller's transaction; returns how many.
+ */
+uint64
+OutboxPurgeDelivered(int retention_s, int limit)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[] = {FLOAT8OID, INT4OID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	uint64		n;
+
+	values[0] = Float8GetDatum((double) retention_s);
+	values[1] = Int32GetDatum(limit);
+	SPI_connect();
+	RunSavedPlan(&plan,
+				 "DELETE FROM edusync.deliveries WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+				 "SELECT ctid FROM edusync.deliveries "
+				 "WHERE status OPERATOR(pg_catalog.=) 'delivered' "
+				 "AND delivered_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
+				 "OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)) "
+				 "LIMIT $2))",
+				 2, types, values, nulls, false, 0);
+	n = SPI_processed;
+	SPI_finish();
+	return n;
+}

@@ -27,6 +27,9 @@ extern void OutboxRecordDelivered(const EdusyncError *err, int attempts,
 extern bool OutboxHasDelivery(const EdusyncError *err);
 extern uint64 OutboxRetryFailed(const char *profile_id);
 extern void OutboxWakeAtCommit(void);
+extern uint64 OutboxQueueUnsent(const char *profile_id, Datum ids, bool all);
+extern bool OutboxSetOne(const char *profile_id, const pg_uuid_t *error_id,
+						 const char *from_status, const char *reason);
 
 /* The worker, inside a transaction with a snapshot. */
 extern int	OutboxClaimDue(int limit, Datum *exclude, int nexclude,
@@ -34,5 +37,6 @@ extern int	OutboxClaimDue(int limit, Datum *exclude, int nexclude,
 extern void OutboxRecordVerdicts(int n, const char *const *profile_ids,
 								 const pg_uuid_t *error_ids,
 								 const Verdict *verdicts);
+extern uint64 OutboxPurgeDelivered(int retention_s, int limit);
 
 #endif							/* EDUSYNC_OUTBOX_H */

@@ -103,6 +103,8 @@
 #define HOLD_BASE_MS			1000	/* first hold of an unrecordable one */
 #define HOLD_CAP_MS				300000
 #define FAILED_LOG_MAX			10	/* "failed for good" lines a minute */
+#define PURGE_BATCH				1000	/* delivered rows deleted at once */
+#define PURGE_EVERY_MS			10000
 
 /* One error to send, with what it takes to send it. */
 typedef struct Delivery
@@ -977,6 +979,26 @@ IdleMs(void)
 	return Min(MsUntil(until, now), (long) WORKER_IDLE_MS);
 }
 
+/*
+ * When idle, delete delivered rows older than edusync.delivered_retention,
+ * PURGE_BATCH at a time, at most every PURGE_EVERY_MS unless more remain.
+ */
+static void
+PurgeDelivered(void)
+{
+	static TimestampTz next_purge = 0;
+	MemoryContext mcxt = CurrentMemoryContext;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		n;
+
+	if (edusync_delivered_retention_s <= 0 || nflights > 0 || now < next_purge)
+		return;
+	BeginWork("deleting old delivered rows");
+	n = OutboxPurgeDelivered(edusync_delivered_retention_s, PURGE_BATCH);
+	EndWork(mcxt);
+	next_purge = (n == PURGE_BATCH) ? now : PlusMs(now, PURGE_EVERY_MS);
+}
+
 /* One turn: take wakes, send what is due, drive what is in flight. */
 static void
 Turn(void)
@@ -989,6 +1011,7 @@ Turn(void)
 	}
 
 	FillWindow();
+	PurgeDelivered();
 	if (nflights > 0)
 	{
 		ReportActivity();
