@@ -17,6 +17,7 @@ OBJS = \
 	src/validate.o \
 	src/answer.o \
 	src/store.o \
+	src/skiptoken.o \
 	src/forward.o \
 	src/outbox.o \
 	src/policy.o \
