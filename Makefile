@@ -17,6 +17,7 @@ OBJS = \
 	src/validate.o \
 	src/answer.o \
 	src/store.o \
+	src/skiptoken.o \
 	src/forward.o \
 	src/outbox.o \
 	src/policy.o \
@@ -31,7 +32,7 @@ OBJS = \
 
 DATA = sql/edusync--0.1.0.sql sql/edusync--0.1.0--0.2.0.sql sql/edusync--0.2.0.sql \
 	sql/edusync_proxy--0.1.0.sql
-REGRESS = create validate read privileges lifecycle trust
+REGRESS = create validate read privileges lifecycle trust bulk keyset
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Isrc -DEDUSYNC_VERSION='"$(EXTVERSION)"'
 # Only the entry points the server looks up are exported: PGDLLEXPORT

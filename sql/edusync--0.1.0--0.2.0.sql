@@ -38,6 +38,36 @@ AS 'MODULE_PATHNAME', 'create_sync_error_args'
 LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+-- list_sync_errors' order: a page, first or after a $skiptoken, is one
+-- index range scan.
+CREATE INDEX sync_errors_list_idx ON edusync.sync_errors
+	(profile_id, recorded_date_time DESC, id DESC);
+
+CREATE FUNCTION edusync.create_sync_errors(profile_id pg_catalog.text,
+										   bodies pg_catalog.jsonb)
+RETURNS SETOF pg_catalog.jsonb
+AS 'MODULE_PATHNAME', 'create_sync_errors'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.create_sync_errors(pg_catalog.text, pg_catalog.jsonb) IS
+	'Validate a JSON array of Graph request bodies, store all or none, answer a Graph 201 body each';
+
+-- list_sync_errors takes a skiptoken.  A fourth argument with a default
+-- beside the three-argument function would make list_sync_errors('p')
+-- ambiguous, so the function is replaced: GRANTs on the old signature are
+-- dropped with it and must be given again on the new one (README).
+DROP FUNCTION edusync.list_sync_errors(pg_catalog.text, pg_catalog.int4, pg_catalog.int4);
+CREATE FUNCTION edusync.list_sync_errors(profile_id pg_catalog.text,
+										 top pg_catalog.int4 DEFAULT 100,
+										 skip pg_catalog.int4 DEFAULT 0,
+										 skiptoken pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.jsonb
+AS 'MODULE_PATHNAME', 'list_sync_errors'
+LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.list_sync_errors(pg_catalog.text, pg_catalog.int4, pg_catalog.int4, pg_catalog.text) IS
+	'A page of a profile''s errors, newest first, as a Graph collection; skiptoken (from @odata.nextLink) resumes after a page';
+
 CREATE FUNCTION edusync.version()
 RETURNS pg_catalog.text
 AS 'MODULE_PATHNAME', 'edusync_version'
@@ -96,5 +126,7 @@ COMMENT ON FUNCTION edusync.cancel_delivery(pg_catalog.text, pg_catalog.uuid) IS
 REVOKE ALL ON FUNCTION edusync.queue_errors(pg_catalog.text, pg_catalog.uuid[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION edusync.retry_delivery(pg_catalog.text, pg_catalog.uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION edusync.cancel_delivery(pg_catalog.text, pg_catalog.uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION edusync.create_sync_errors(pg_catalog.text, pg_catalog.jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION edusync.list_sync_errors(pg_catalog.text, pg_catalog.int4, pg_catalog.int4, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION edusync.version() FROM PUBLIC;
 REVOKE ALL ON FUNCTION edusync.worker_status() FROM PUBLIC;

@@ -138,6 +138,10 @@ CREATE TABLE edusync.sync_errors (
 );
 COMMENT ON TABLE edusync.sync_errors IS
 	'One row per synchronization error, written by edusync.create_sync_error';
+-- list_sync_errors' order: a page, first or after a $skiptoken, is one
+-- index range scan.
+CREATE INDEX sync_errors_list_idx ON edusync.sync_errors
+	(profile_id, recorded_date_time DESC, id DESC);
 
 CREATE TABLE edusync.deliveries (
 	profile_id		pg_catalog.text NOT NULL,
@@ -191,6 +195,15 @@ COMMENT ON FUNCTION edusync.create_sync_error(pg_catalog.text, pg_catalog.text,
 	pg_catalog.timestamptz, pg_catalog.uuid) IS
 	'Validate typed error fields, store the error, answer the Graph 201 body';
 
+CREATE FUNCTION edusync.create_sync_errors(profile_id pg_catalog.text,
+										   bodies pg_catalog.jsonb)
+RETURNS SETOF pg_catalog.jsonb
+AS 'MODULE_PATHNAME', 'create_sync_errors'
+LANGUAGE C VOLATILE CALLED ON NULL INPUT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.create_sync_errors(pg_catalog.text, pg_catalog.jsonb) IS
+	'Validate a JSON array of Graph request bodies, store all or none, answer a Graph 201 body each';
+
 CREATE FUNCTION edusync.get_sync_error(profile_id pg_catalog.text,
 									   id pg_catalog.uuid)
 RETURNS pg_catalog.jsonb
@@ -202,13 +215,14 @@ COMMENT ON FUNCTION edusync.get_sync_error(pg_catalog.text, pg_catalog.uuid) IS
 
 CREATE FUNCTION edusync.list_sync_errors(profile_id pg_catalog.text,
 										 top pg_catalog.int4 DEFAULT 100,
-										 skip pg_catalog.int4 DEFAULT 0)
+										 skip pg_catalog.int4 DEFAULT 0,
+										 skiptoken pg_catalog.text DEFAULT NULL)
 RETURNS pg_catalog.jsonb
 AS 'MODULE_PATHNAME', 'list_sync_errors'
-LANGUAGE C STABLE STRICT PARALLEL SAFE
+LANGUAGE C STABLE CALLED ON NULL INPUT PARALLEL SAFE
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION edusync.list_sync_errors(pg_catalog.text, pg_catalog.int4, pg_catalog.int4) IS
-	'A page of a profile''s errors, newest first, as a Graph collection';
+COMMENT ON FUNCTION edusync.list_sync_errors(pg_catalog.text, pg_catalog.int4, pg_catalog.int4, pg_catalog.text) IS
+	'A page of a profile''s errors, newest first, as a Graph collection; skiptoken (from @odata.nextLink) resumes after a page';
 
 CREATE FUNCTION edusync.retry_failed(profile_id pg_catalog.text DEFAULT NULL)
 RETURNS pg_catalog.int8

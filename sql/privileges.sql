@@ -10,12 +10,13 @@ GRANT USAGE ON SCHEMA edusync TO regress_edusync_writer, regress_edusync_reader;
 GRANT EXECUTE ON FUNCTION
 	edusync.create_sync_error(text, jsonb),
 	edusync.create_sync_error(text, text, text, text, text, text, timestamptz, uuid),
+	edusync.create_sync_errors(text, jsonb),
 	edusync.get_sync_error(text, uuid),
-	edusync.list_sync_errors(text, int, int)
+	edusync.list_sync_errors(text, int, int, text)
 	TO regress_edusync_writer;
 GRANT EXECUTE ON FUNCTION
 	edusync.get_sync_error(text, uuid),
-	edusync.list_sync_errors(text, int, int)
+	edusync.list_sync_errors(text, int, int, text)
 	TO regress_edusync_reader;
 GRANT SELECT ON edusync.sync_profiles TO regress_edusync_writer, regress_edusync_reader;
 

@@ -2,7 +2,8 @@
  *
  * api.c
  *	  The SQL-callable functions: create_sync_error (both overloads, one
- *	  code path), get_sync_error, list_sync_errors, retry_failed, version.
+ *	  code path), create_sync_errors (many bodies in one statement),
+ *	  get_sync_error, list_sync_errors, retry_failed, version.
  *	  Each checks its arguments and hands the work to the module whose
  *	  concern it is.
  *
@@ -18,6 +19,7 @@
 #include "miscadmin.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -31,6 +33,7 @@
 #include "outbox.h"
 #include "registry.h"
 #include "settings.h"
+#include "skiptoken.h"
 #include "store.h"
 #include "validate.h"
 
@@ -43,6 +46,7 @@
  */
 extern PGDLLEXPORT Datum create_sync_error_body(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum create_sync_error_args(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum create_sync_errors(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum get_sync_error(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum list_sync_errors(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum retry_failed(PG_FUNCTION_ARGS);
@@ -234,6 +238,137 @@ create_sync_error_args(PG_FUNCTION_ARGS)
 	return CreateError(&err);
 }
 
+/*
+ * Read and validate every element of bodies into errs (n of them), as the
+ * single create does, defaults included.  An error names its element:
+ * "bodies[3]: property ..." (0-based), keeping its SQLSTATE, detail and hint.
+ */
+static void
+ValidateBodies(Jsonb *bodies, const char *profile_id, EdusyncError *errs, int n)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	volatile int index = -1;
+
+	PG_TRY();
+	{
+		JsonbIterator *it = JsonbIteratorInit(&bodies->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			EdusyncError *err;
+
+			if (tok != WJB_ELEM)
+				continue;
+			CHECK_FOR_INTERRUPTS();
+			index++;
+			Assert(index < n);
+			err = &errs[index];
+			memset(err, 0, sizeof(*err));
+			err->profile_id = (char *) profile_id;
+			if (v.type != jbvBinary || !JsonContainerIsObject(v.val.binary.data))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg(v.type == jbvNull ?
+								"request body must be a JSON object, not null" :
+								"request body must be a JSON object")));
+			ValidateBodyContainer(v.val.binary.data, err);
+			ValidateFields(err);
+			if (!err->recorded_given)
+				err->recorded_date_time = GetCurrentTransactionStartTimestamp();
+			if (!err->id_given)
+				NewId(&err->id);
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		int			category;
+
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+		/* a cancel, a shortage or a bug is not the element's fault */
+		if (index < 0 ||
+			category == ERRCODE_OPERATOR_INTERVENTION ||
+			category == ERRCODE_INSUFFICIENT_RESOURCES ||
+			category == ERRCODE_INTERNAL_ERROR)
+			PG_RE_THROW();
+		FlushErrorState();
+		edata->message = psprintf("bodies[%d]: %s", index, edata->message);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+}
+
+PG_FUNCTION_INFO_V1(create_sync_errors);
+
+/*
+ * create_sync_errors(profile_id, bodies): a JSON array of request bodies,
+ * all validated before any is stored, stored in one statement, each then
+ * forwarded as create_sync_error forwards it; one 201 body per element, in
+ * the array's order.
+ */
+Datum
+create_sync_errors(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *profile_id;
+	Jsonb	   *bodies;
+	MemoryContext call_cxt;
+	MemoryContext row_cxt;
+	MemoryContext old;
+	EdusyncError *errs;
+	bool	   *inserted;
+	int			n;
+
+	RequireKnownSql();
+	profile_id = ProfileIdArg(fcinfo);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bodies must be a JSON array, not null")));
+	bodies = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_ARRAY(bodies) || JB_ROOT_IS_SCALAR(bodies))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("bodies must be a JSON array of request bodies")));
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	call_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									 "edusync create_sync_errors",
+									 ALLOCSET_DEFAULT_SIZES);
+	row_cxt = AllocSetContextCreate(call_cxt, "edusync create_sync_errors row",
+									ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(call_cxt);
+
+	n = JB_ROOT_COUNT(bodies);
+	if (n == 0 && !StoreProfileExists(profile_id))
+		StoreNoSuchProfile(profile_id);
+	errs = palloc(sizeof(EdusyncError) * Max(n, 1));
+	inserted = palloc(sizeof(bool) * Max(n, 1));
+	ValidateBodies(bodies, profile_id, errs, n);
+	StoreErrors(errs, n, inserted);
+
+	for (int i = 0; i < n; i++)
+	{
+		Datum		answer;
+		bool		isnull = false;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextSwitchTo(row_cxt);
+		ForwardError(&errs[i], !inserted[i]);
+		answer = JsonbPGetDatum(AnswerJsonb(&errs[i], true));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &answer, &isnull);
+		MemoryContextReset(row_cxt);
+	}
+
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(call_cxt);
+	return (Datum) 0;
+}
+
 PG_FUNCTION_INFO_V1(get_sync_error);
 
 /* get_sync_error(profile_id, id): the stored error's answer, or NULL. */
@@ -252,20 +387,31 @@ get_sync_error(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(list_sync_errors);
 
 /*
- * list_sync_errors(profile_id, top, skip): a Graph collection page,
- * newest first, with @odata.nextLink when more remain.
+ * list_sync_errors(profile_id, top, skip, skiptoken): a Graph collection
+ * page, newest first, after the row skiptoken names (from the start when
+ * it is NULL), then skip rows further; with @odata.nextLink, carrying the
+ * $skiptoken of the page's last row, when more remain.  NULL profile_id,
+ * top or skip give NULL, as the function did when it was STRICT.
  */
 Datum
 list_sync_errors(PG_FUNCTION_ARGS)
 {
-	char	   *profile_id = ProfileIdArg(fcinfo);
-	int32		top = PG_GETARG_INT32(1);
-	int32		skip = PG_GETARG_INT32(2);
+	char	   *profile_id;
+	int32		top;
+	int32		skip;
+	ListKey		after;
+	bool		has_after = false;
 	EdusyncError *errs;
 	int			n;
 	JsonbParseState *state = NULL;
 	JsonbValue	key;
 	JsonbValue *res;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	profile_id = ProfileIdArg(fcinfo);
+	top = PG_GETARG_INT32(1);
+	skip = PG_GETARG_INT32(2);
 
 	RequireKnownSql();
 	if (top < 1 || top > LIST_TOP_MAX)
@@ -276,9 +422,15 @@ list_sync_errors(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("skip must not be negative")));
+	if (!PG_ARGISNULL(3))
+	{
+		SkiptokenDecode(profile_id, text_to_cstring(PG_GETARG_TEXT_PP(3)), &after);
+		has_after = true;
+	}
 
 	/* one more than asked tells whether a next page exists */
-	n = StoreListErrors(profile_id, (int64) top + 1, skip, &errs);
+	n = StoreListErrors(profile_id, has_after ? &after : NULL,
+						(int64) top + 1, skip, &errs);
 	if (n == 0 && !StoreProfileExists(profile_id))
 		StoreNoSuchProfile(profile_id);
 
@@ -297,11 +449,15 @@ list_sync_errors(PG_FUNCTION_ARGS)
 	if (n > top)
 	{
 		char	   *link = CollectionLink(profile_id);
+		ListKey		last;
 
+		last.recorded_date_time = errs[top - 1].recorded_date_time;
+		last.id = errs[top - 1].id;
+		/* base64url: nothing in a token needs percent-encoding */
 		AnswerPushPair(&state, "@odata.nextLink",
-				 psprintf("%s%c$top=%d&$skip=%lld", link,
+				 psprintf("%s%c$top=%d&$skiptoken=%s", link,
 						  strchr(link, '?') ? '&' : '?',
-						  top, (long long) skip + top));
+						  top, SkiptokenEncode(profile_id, &last)));
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 

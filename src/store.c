@@ -11,9 +11,14 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -27,6 +32,9 @@
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr fetch_plan = NULL;
 static SPIPlanPtr list_plan = NULL;
+static SPIPlanPtr list_after_plan = NULL;
+static SPIPlanPtr bulk_insert_plan = NULL;
+static SPIPlanPtr bulk_fetch_plan = NULL;
 static SPIPlanPtr profile_plan = NULL;
 
 /*
@@ -73,6 +81,21 @@ SameContent(const EdusyncError *retry, const EdusyncError *stored)
 
 static bool ReadError(const char *profile_id, const pg_uuid_t *id,
 					  bool read_only, EdusyncError *err);
+
+/*
+ * Raise the contract's 23505 for a known id with other content; index >= 0
+ * names the element of create_sync_errors' bodies (0-based).
+ */
+static pg_noreturn void
+Conflict(const EdusyncError *err, int index)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNIQUE_VIOLATION),
+			 errmsg("%serror \"%s\" already exists in synchronization profile \"%s\" with other content",
+					index >= 0 ? psprintf("bodies[%d]: ", index) : "",
+					FormatGuid(&err->id), err->profile_id),
+			 errhint("Send the same content to retry, or leave \"id\" out to create a new error.")));
+}
 
 /* Does the profile exist? */
 bool
@@ -150,11 +173,7 @@ StoreError(EdusyncError *err)
 	if (!ReadError(err->profile_id, &err->id, false, &stored))
 		StoreNoSuchProfile(err->profile_id);
 	if (!SameContent(err, &stored))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("error \"%s\" already exists in synchronization profile \"%s\" with other content",
-						FormatGuid(&err->id), err->profile_id),
-				 errhint("Send the same content to retry, or leave \"id\" out to create a new error.")));
+		Conflict(err, -1);
 	*err = stored;
 	return false;
 }
@@ -198,17 +217,19 @@ ReadError(const char *profile_id, const pg_uuid_t *id, bool read_only,
 
 /*
  * Read up to limit errors of a profile, newest first (by recordedDateTime,
- * then id), after skipping skip of them.  Returns how many were read into
- * the palloc'd array *errs.
+ * then id), after the row whose key is *after (when not NULL), then
+ * skipping skip of them.  Returns how many were read into the palloc'd
+ * array *errs.  With a key, the index on (profile_id, recorded_date_time
+ * DESC, id DESC) starts at the key: every page costs what the first does.
  */
 int
-StoreListErrors(const char *profile_id, int64 limit, int64 skip,
-		   EdusyncError **errs)
+StoreListErrors(const char *profile_id, const ListKey *after, int64 limit,
+				int64 skip, EdusyncError **errs)
 {
-	static const Oid types[] = {TEXTOID, INT8OID, INT8OID};
+	static const Oid types[] = {TEXTOID, INT8OID, INT8OID, TIMESTAMPTZOID, UUIDOID};
 	MemoryContext mcxt = CurrentMemoryContext;
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int			n;
 
 	values[0] = CStringGetTextDatum(profile_id);
@@ -216,11 +237,23 @@ StoreListErrors(const char *profile_id, int64 limit, int64 skip,
 	values[2] = Int64GetDatum(skip);
 
 	SPI_connect();
-	RunSavedPlan(&list_plan,
-			"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
-			"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
-			"ORDER BY recorded_date_time DESC, id DESC LIMIT $2 OFFSET $3",
-			3, types, values, nulls, true, 0);
+	if (after == NULL)
+		RunSavedPlan(&list_plan,
+				"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
+				"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
+				"ORDER BY recorded_date_time DESC, id DESC LIMIT $2 OFFSET $3",
+				3, types, values, nulls, true, 0);
+	else
+	{
+		values[3] = TimestampTzGetDatum(after->recorded_date_time);
+		values[4] = UUIDPGetDatum((pg_uuid_t *) &after->id);
+		RunSavedPlan(&list_after_plan,
+				"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
+				"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
+				"AND ROW(recorded_date_time, id) OPERATOR(pg_catalog.<) ROW($4, $5) "
+				"ORDER BY recorded_date_time DESC, id DESC LIMIT $2 OFFSET $3",
+				5, types, values, nulls, true, 0);
+	}
 	n = (int) SPI_processed;
 	*errs = MemoryContextAllocZero(mcxt, sizeof(EdusyncError) * Max(n, 1));
 	for (int i = 0; i < n; i++)
@@ -228,4 +261,243 @@ StoreListErrors(const char *profile_id, int64 limit, int64 skip,
 				   mcxt, &(*errs)[i]);
 	SPI_finish();
 	return n;
+}
+
+/* An id of StoreErrors: inserted by its statement, or read back. */
+typedef struct IdEntry
+{
+	pg_uuid_t	id;				/* the hash key */
+	bool		claimed;		/* inserted, and an element answered for it */
+	EdusyncError stored;		/* read back: the stored row */
+} IdEntry;
+
+/* A set of ids in mcxt, sized for n. */
+static HTAB *
+IdSet(const char *name, int n, MemoryContext mcxt)
+{
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(pg_uuid_t);
+	ctl.entrysize = sizeof(IdEntry);
+	ctl.hcxt = mcxt;
+	return hash_create(name, Max(n, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/* A one-dimensional array of n values of type typid. */
+static Datum
+ArrayParam(Datum *elems, bool *nulls, int n, Oid typid)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	dims[0] = n;
+	get_typlenbyvalalign(typid, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, typid,
+											  typlen, typbyval, typalign));
+}
+
+/* A text array of one string field of n errors (NULL elements for NULL). */
+static Datum
+TextArrayParam(const EdusyncError *errs, int n, size_t field)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * n);
+	bool	   *nulls = palloc(sizeof(bool) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		const char *s = *(char *const *) ((const char *) &errs[i] + field);
+
+		nulls[i] = (s == NULL);
+		elems[i] = s ? CStringGetTextDatum(s) : (Datum) 0;
+	}
+	return ArrayParam(elems, nulls, n, TEXTOID);
+}
+
+/* The parameters of the bulk inserts: the profile id, then a column each. */
+static const Oid bulk_types[] = {TEXTOID, UUIDARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TIMESTAMPTZARRAYOID, TEXTARRAYOID};
+
+/* The rows of the bulk inserts, in the order of ERROR_COLUMNS. */
+#define BULK_ROWS \
+	"ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3), " \
+	"pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), " \
+	"pg_catalog.unnest($7), pg_catalog.unnest($8)) " \
+	"AS u(" ERROR_COLUMNS ")"
+
+/*
+ * Try to insert all n rows as new errors, in a subtransaction: true when
+ * every row was inserted; false (nothing inserted) when the profile does
+ * not exist or an id is known (a replay, a conflict, or a row another
+ * session is inserting).  A plain INSERT: the speculative insertion of ON
+ * CONFLICT costs a sixth of the statement, for what is rare in a bulk.
+ */
+static bool
+InsertAllNew(Datum *values, const char *nulls, int n)
+{
+	static SPIPlanPtr plan = NULL;
+	MemoryContext mcxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool all = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(mcxt);
+	PG_TRY();
+	{
+		SPI_connect();
+		RunSavedPlan(&plan,
+				"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
+				"SELECT p.id, u.* FROM edusync.sync_profiles p, "
+				BULK_ROWS " WHERE p.id OPERATOR(pg_catalog.=) $1 "
+				"ORDER BY u.id",
+				8, bulk_types, values, nulls, false, 0);
+		all = (SPI_processed == (uint64) n);
+		SPI_finish();
+		if (all)
+			ReleaseCurrentSubTransaction();
+		else
+			RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(mcxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		/* leave no subtransaction behind, whatever the error */
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(mcxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		all = false;
+	}
+	PG_END_TRY();
+	return all;
+}
+
+/*
+ * Insert n validated errors of one profile (errs[0].profile_id) in one
+ * statement, all or none.  inserted[i] tells whether errs[i] was inserted;
+ * if not, it was the idempotent replay of a known id (stored before, or by
+ * an earlier element) and errs[i] now holds the stored row.  Raises 23503
+ * for an unknown profile, 23505 naming the first element (its index in
+ * create_sync_errors' bodies) whose id is known with other content.
+ * Works in the caller's memory context.
+ */
+void
+StoreErrors(EdusyncError *errs, int n, bool *inserted)
+{
+	static const Oid fetch_types[] = {TEXTOID, UUIDARRAYOID};
+	MemoryContext mcxt = CurrentMemoryContext;
+	const char *profile_id;
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum	   *ids;
+	Datum	   *times;
+	uint64		ninserted;
+	HTAB	   *fresh;
+	HTAB	   *stored;
+	int			npending = 0;
+
+	if (n == 0)
+		return;
+	profile_id = errs[0].profile_id;
+	ids = palloc(sizeof(Datum) * n);
+	times = palloc(sizeof(Datum) * n);
+	for (int i = 0; i < n; i++)
+	{
+		ids[i] = UUIDPGetDatum(&errs[i].id);
+		times[i] = TimestampTzGetDatum(errs[i].recorded_date_time);
+	}
+	values[0] = CStringGetTextDatum(profile_id);
+	values[1] = ArrayParam(ids, NULL, n, UUIDOID);
+	values[2] = TextArrayParam(errs, n, offsetof(EdusyncError, entry_type));
+	values[3] = TextArrayParam(errs, n, offsetof(EdusyncError, error_code));
+	values[4] = TextArrayParam(errs, n, offsetof(EdusyncError, error_message));
+	values[5] = TextArrayParam(errs, n, offsetof(EdusyncError, joining_value));
+	values[6] = ArrayParam(times, NULL, n, TIMESTAMPTZOID);
+	values[7] = TextArrayParam(errs, n, offsetof(EdusyncError, reportable_identifier));
+
+	/* the usual case: every element is a new error */
+	if (InsertAllNew(values, nulls, n))
+	{
+		memset(inserted, true, sizeof(bool) * n);
+		return;
+	}
+
+	SPI_connect();
+	/* rows go in array order: of two equal ids, the first one is stored */
+	RunSavedPlan(&bulk_insert_plan,
+			"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
+			"SELECT p.id, u.* FROM edusync.sync_profiles p, "
+			BULK_ROWS " WHERE p.id OPERATOR(pg_catalog.=) $1 "
+			"ON CONFLICT (profile_id, id) DO NOTHING RETURNING id",
+			8, bulk_types, values, nulls, false, 0);
+	ninserted = SPI_processed;
+	fresh = IdSet("edusync inserted ids", (int) ninserted, mcxt);
+	for (uint64 r = 0; r < ninserted; r++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull);
+		IdEntry    *e = hash_search(fresh, DatumGetUUIDP(d), HASH_ENTER, NULL);
+
+		e->claimed = false;
+	}
+	SPI_finish();
+	if (ninserted == 0 && !StoreProfileExists(profile_id))
+		StoreNoSuchProfile(profile_id);
+
+	/* an inserted id answers for its first element; the others are replays */
+	for (int i = 0; i < n; i++)
+	{
+		IdEntry    *e = hash_search(fresh, &errs[i].id, HASH_FIND, NULL);
+
+		inserted[i] = (e != NULL && !e->claimed);
+		if (inserted[i])
+			e->claimed = true;
+		else
+			ids[npending++] = UUIDPGetDatum(&errs[i].id);
+	}
+
+	/* read the replayed ids back, in a snapshot that sees this statement's rows */
+	stored = IdSet("edusync stored ids", npending, mcxt);
+	values[1] = ArrayParam(ids, NULL, npending, UUIDOID);
+	SPI_connect();
+	RunSavedPlan(&bulk_fetch_plan,
+			"SELECT " ERROR_COLUMNS " FROM edusync.sync_errors "
+			"WHERE profile_id OPERATOR(pg_catalog.=) $1 "
+			"AND id OPERATOR(pg_catalog.=) ANY ($2)",
+			2, fetch_types, values, nulls, false, 0);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		EdusyncError row;
+		IdEntry    *e;
+
+		StoreRowToError(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1,
+						profile_id, mcxt, &row);
+		e = hash_search(stored, &row.id, HASH_ENTER, NULL);
+		e->stored = row;
+	}
+	SPI_finish();
+
+	for (int i = 0; i < n; i++)
+	{
+		IdEntry    *e;
+
+		if (inserted[i])
+			continue;
+		e = hash_search(stored, &errs[i].id, HASH_FIND, NULL);
+		if (e == NULL)
+			StoreNoSuchProfile(profile_id);	/* as StoreError: gone since */
+		if (!SameContent(&errs[i], &e->stored))
+			Conflict(&errs[i], i);
+		errs[i] = e->stored;
+	}
 }

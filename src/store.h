@@ -2,8 +2,8 @@
  *
  * store.h
  *	  The home of every statement on sync_profiles and sync_errors: store
- *	  an error (with the idempotent replay of a known id), read one, read a
- *	  page; and the one mapping of a stored row to an EdusyncError.
+ *	  an error (with the idempotent replay of a known id), or many in one
+ *	  statement, read one, read a page (by offset or after a key); and the one mapping of a stored row to an EdusyncError.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,6 +14,7 @@
 #include "access/tupdesc.h"
 
 #include "compat.h"
+#include "skiptoken.h"
 #include "sync_error.h"
 
 /* The stored columns of an error, in the order StoreRowToError reads. */
@@ -28,9 +29,10 @@ extern void StoreRowToError(HeapTuple tup, TupleDesc desc, int first_col,
 extern bool StoreProfileExists(const char *profile_id);
 extern pg_noreturn void StoreNoSuchProfile(const char *profile_id);
 extern bool StoreError(EdusyncError *err);
+extern void StoreErrors(EdusyncError *errs, int n, bool *inserted);
 extern bool StoreFetchError(const char *profile_id, const pg_uuid_t *id,
 							EdusyncError *err);
-extern int	StoreListErrors(const char *profile_id, int64 limit, int64 skip,
-							EdusyncError **errs);
+extern int	StoreListErrors(const char *profile_id, const ListKey *after,
+							int64 limit, int64 skip, EdusyncError **errs);
 
 #endif							/* EDUSYNC_STORE_H */

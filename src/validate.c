@@ -326,16 +326,26 @@ ValidateProfileId(const char *profile_id)
 void
 ValidateBody(Jsonb *body, EdusyncError *err)
 {
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-
 	if (!JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("request body must be a JSON object")));
+	ValidateBodyContainer(&body->root, err);
+}
 
-	it = JsonbIteratorInit(&body->root);
+/*
+ * ValidateBody of a body that is a JSON object inside another document (an
+ * element of create_sync_errors' array).
+ */
+void
+ValidateBodyContainer(JsonbContainer *body, EdusyncError *err)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	Assert(JsonContainerIsObject(body));
+	it = JsonbIteratorInit(body);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		char	   *name;

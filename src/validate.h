@@ -16,6 +16,7 @@
 
 extern void ValidateProfileId(const char *profile_id);
 extern void ValidateBody(Jsonb *body, EdusyncError *err);
+extern void ValidateBodyContainer(JsonbContainer *body, EdusyncError *err);
 extern void ValidateFields(EdusyncError *err);
 
 #endif							/* EDUSYNC_VALIDATE_H */

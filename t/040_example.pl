@@ -44,7 +44,7 @@ $node->safe_psql('postgres', q{
 		edusync.create_sync_error(text, jsonb),
 		edusync.create_sync_error(text, text, text, text, text, text, timestamptz, uuid),
 		edusync.get_sync_error(text, uuid),
-		edusync.list_sync_errors(text, int, int)
+		edusync.list_sync_errors(text, int, int, text)
 	  TO app_writer;
 });
 our $CONNINFO = $node->connstr('postgres') . ' user=app_writer';
