@@ -253,9 +253,12 @@ Reconcile(void)
 					sleep_ms = Min(sleep_ms, LAUNCHER_RESTART_MS);
 					break;		/* the last one is still leaving */
 				}
-				if (StartWorker(s))
-					RegistrySetState(s->dbid, SLOT_STARTING, false);
-				else
+				/*
+				 * STARTING before the start: a worker quick to say RUNNING
+				 * (or "not installed") must not be overwritten by it.
+				 */
+				RegistrySetState(s->dbid, SLOT_STARTING, false);
+				if (!StartWorker(s))
 				{
 					full = true;
 					RegistrySetState(s->dbid, SLOT_NO_WORKER, false);
