@@ -12,7 +12,8 @@
  *	  launcher starts no other there until CREATE EXTENSION edusync commits
  *	  (registry.c wakes the launcher then).  Template databases are left
  *	  out: a connection to one would make CREATE DATABASE from it fail.
- *	  edusync.databases, when set, narrows the databases served.
+ *	  edusync.databases, when set, narrows the databases served; a reload
+ *	  that leaves a database out stops its worker.
  *
  *	  A worker that dies is started again after LAUNCHER_RESTART_MS.  When
  *	  no background worker slot is free (max_worker_processes), the
@@ -155,7 +156,24 @@ ReadDatabases(void)
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(mcxt);
 
-	/* handles of databases gone are dropped with them */
+	/*
+	 * A database no longer served (dropped, or left out of
+	 * edusync.databases at a reload): its worker is asked to leave, and its
+	 * slot says so until the worker is gone (async creates there are
+	 * refused from now on).
+	 */
+	for (int i = 0; i < nserved; i++)
+	{
+		bool		kept = false;
+
+		for (int j = 0; j < n && !kept; j++)
+			kept = (now[j].dbid == served[i].dbid);
+		if (kept)
+			continue;
+		if (served[i].handle != NULL)
+			TerminateBackgroundWorker(served[i].handle);
+		RegistrySetState(served[i].dbid, SLOT_STOPPING, false);
+	}
 	memcpy(served, now, sizeof(Served) * n);
 	nserved = n;
 	RegistryForgetOthers(dbids, n);
@@ -235,9 +253,12 @@ Reconcile(void)
 					sleep_ms = Min(sleep_ms, LAUNCHER_RESTART_MS);
 					break;		/* the last one is still leaving */
 				}
-				if (StartWorker(s))
-					RegistrySetState(s->dbid, SLOT_STARTING, false);
-				else
+				/*
+				 * STARTING before the start: a worker quick to say RUNNING
+				 * (or "not installed") must not be overwritten by it.
+				 */
+				RegistrySetState(s->dbid, SLOT_STARTING, false);
+				if (!StartWorker(s))
 				{
 					full = true;
 					RegistrySetState(s->dbid, SLOT_NO_WORKER, false);

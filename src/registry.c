@@ -9,7 +9,11 @@
  *	  The utility hook keeps the registry in step with what users do:
  *	  - CREATE EXTENSION edusync: at commit, the database's slot is set to
  *		"start a worker" and the launcher is woken (a worker started before
- *		the commit would not see the extension);
+ *		the commit would not see the extension; one that looked before the
+ *		commit and found nothing is started again: created_gen);
+ *	  - DROP EXTENSION edusync: at commit, the database's worker is woken,
+ *		so that it notices and leaves at once rather than after its idle
+ *		sleep;
  *	  - DROP DATABASE: its worker is asked to leave first, so that the drop
  *		does not fail on the worker's connection;
  *	  - COMMIT PREPARED: wakes the worker, since the XactCallback of the
@@ -47,6 +51,7 @@ typedef struct WorkerSlot
 {
 	SlotStatus	status;			/* dbid FREE when unused */
 	int			pgprocno;		/* the running worker's PGPROC, or -1 */
+	uint32		created_gen;	/* bumped by each CREATE EXTENSION commit */
 } WorkerSlot;
 
 typedef struct Registry
@@ -58,6 +63,7 @@ typedef struct Registry
 
 static Registry *registry = NULL;
 static int	my_slot = -1;		/* this worker's slot */
+static uint32 my_created_gen = 0;	/* its created_gen when the worker began */
 
 #if PG_VERSION_NUM >= 150000
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -66,6 +72,8 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static bool created_here = false;	/* CREATE EXTENSION edusync ran in
 									 * this transaction */
+static bool dropped_here = false;	/* DROP EXTENSION edusync ran in this
+									 * transaction */
 
 static void RegistryProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								   bool readOnlyTree,
@@ -139,6 +147,33 @@ FindSlot(Oid dbid)
 		if (registry->slots[i].status.state != SLOT_FREE &&
 			registry->slots[i].status.dbid == dbid)
 			return i;
+	return -1;
+}
+
+/*
+ * The slot of dbid, taking a free one when it has none; -1 when none is
+ * free.  The caller holds the mutex.
+ */
+static int
+TakeSlot(Oid dbid)
+{
+	int			i = FindSlot(dbid);
+
+	if (i >= 0)
+		return i;
+	for (i = 0; i < REGISTRY_MAX_DATABASES; i++)
+	{
+		WorkerSlot *slot = &registry->slots[i];
+
+		if (slot->status.state != SLOT_FREE)
+			continue;
+		memset(&slot->status, 0, sizeof(SlotStatus));
+		slot->status.dbid = dbid;
+		slot->status.state = SLOT_UNKNOWN;
+		slot->status.since = GetCurrentTimestamp();
+		slot->pgprocno = -1;
+		return i;
+	}
 	return -1;
 }
 
@@ -281,21 +316,15 @@ RegistrySetState(Oid dbid, SlotState state, bool create)
 	if (registry == NULL)
 		return;
 	SpinLockAcquire(&registry->mutex);
-	i = FindSlot(dbid);
-	if (i < 0 && create)
-	{
-		for (i = 0; i < REGISTRY_MAX_DATABASES; i++)
-			if (registry->slots[i].status.state == SLOT_FREE)
-				break;
-		if (i < REGISTRY_MAX_DATABASES)
-		{
-			memset(&registry->slots[i].status, 0, sizeof(SlotStatus));
-			registry->slots[i].status.dbid = dbid;
-			registry->slots[i].pgprocno = -1;
-		}
-		else
-			i = -1;
-	}
+	i = create ? TakeSlot(dbid) : FindSlot(dbid);
+	/*
+	 * A worker that found no extension, while a CREATE EXTENSION committed
+	 * since it began: it looked too early, so have the launcher start
+	 * another rather than mark the database "not installed".
+	 */
+	if (i >= 0 && i == my_slot && state == SLOT_ABSENT &&
+		registry->slots[i].created_gen != my_created_gen)
+		state = SLOT_UNKNOWN;
 	if (i >= 0 && registry->slots[i].status.state != state)
 	{
 		registry->slots[i].status.state = state;
@@ -394,6 +423,7 @@ RegistryPublishWorker(Oid dbid)
 		WorkerSlot *slot = &registry->slots[my_slot];
 
 		slot->pgprocno = EDUSYNC_MY_PROCNO;
+		my_created_gen = slot->created_gen;
 		slot->status.pid = MyProcPid;
 		strlcpy(slot->status.activity, "starting", sizeof(slot->status.activity));
 		slot->status.detail[0] = '\0';
@@ -491,26 +521,62 @@ LeaveDatabase(const char *dbname)
 	}
 }
 
-/* At commit of a CREATE EXTENSION edusync: have the launcher start a worker. */
+/*
+ * At commit of a CREATE EXTENSION edusync: have the launcher start a
+ * worker; of a DROP EXTENSION edusync: wake the worker, so that it leaves.
+ */
 static void
-CreatedAtCommit(XactEvent event, void *arg)
+ExtensionAtCommit(XactEvent event, void *arg)
 {
-	if (!created_here)
+	if (!created_here && !dropped_here)
 		return;
-	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT)
+	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) &&
+		registry != NULL)
 	{
-		TimestampTz since;
-		SlotState	state = RegistryGetState(MyDatabaseId, &since);
+		if (created_here)
+		{
+			int			i;
 
-		/* a worker that runs or starts already stays */
-		if (state != SLOT_RUNNING && state != SLOT_STARTING)
-			RegistrySetState(MyDatabaseId, SLOT_UNKNOWN, true);
-		RegistryWakeLauncher();
+			SpinLockAcquire(&registry->mutex);
+			i = TakeSlot(MyDatabaseId);
+			if (i >= 0)
+			{
+				WorkerSlot *slot = &registry->slots[i];
+
+				slot->created_gen++;
+				/* a worker that runs or starts already stays */
+				if (slot->pgprocno >= 0 || slot->status.state == SLOT_STARTING)
+					;
+				else if (slot->status.state != SLOT_UNKNOWN)
+				{
+					slot->status.state = SLOT_UNKNOWN;
+					slot->status.since = GetCurrentTimestamp();
+				}
+			}
+			SpinLockRelease(&registry->mutex);
+			RegistryWakeLauncher();
+		}
+		else
+			RegistryWakeWorker(MyDatabaseId);
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
-		created_here = false;
+		created_here = dropped_here = false;
+}
+
+/* Does a DROP statement name the extension edusync? */
+static bool
+DropsEdusync(DropStmt *drop)
+{
+	ListCell   *lc;
+
+	if (drop->removeType != OBJECT_EXTENSION)
+		return false;
+	foreach(lc, drop->objects)
+		if (strcmp(strVal(lfirst(lc)), "edusync") == 0)
+			return true;
+	return false;
 }
 
 /* The utility statements that concern the workers (see the file header). */
@@ -529,15 +595,19 @@ RegistryProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	else if (IsA(stmt, TransactionStmt) &&
 			 ((TransactionStmt *) stmt)->kind == TRANS_STMT_COMMIT_PREPARED)
 		wake = true;
-	else if (IsA(stmt, CreateExtensionStmt) &&
-			 strcmp(((CreateExtensionStmt *) stmt)->extname, "edusync") == 0)
+	else if ((IsA(stmt, CreateExtensionStmt) &&
+			  strcmp(((CreateExtensionStmt *) stmt)->extname, "edusync") == 0) ||
+			 (IsA(stmt, DropStmt) && DropsEdusync((DropStmt *) stmt)))
 	{
 		if (!callback_registered)
 		{
-			RegisterXactCallback(CreatedAtCommit, NULL);
+			RegisterXactCallback(ExtensionAtCommit, NULL);
 			callback_registered = true;
 		}
-		created_here = true;
+		if (IsA(stmt, CreateExtensionStmt))
+			created_here = true;
+		else
+			dropped_here = true;
 	}
 
 	if (prev_ProcessUtility)

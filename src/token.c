@@ -66,10 +66,20 @@ typedef struct FileSecret
 	char	   *path;
 	dev_t		dev;
 	ino_t		ino;
-	time_t		mtime;
+	struct timespec mtime;
+	struct timespec ctime;		/* changes on every write, and on chmod */
 	off_t		size;
 	char	   *value;			/* wiped when dropped */
 } FileSecret;
+
+/* A stat's change and modification times, to the nanosecond. */
+#ifdef __APPLE__
+#define STAT_MTIME(st) ((st).st_mtimespec)
+#define STAT_CTIME(st) ((st).st_ctimespec)
+#else
+#define STAT_MTIME(st) ((st).st_mtim)
+#define STAT_CTIME(st) ((st).st_ctim)
+#endif
 
 static TokenCache token_cache;
 static FileSecret bearer_file;
@@ -250,8 +260,10 @@ TokenExpiresIn(const char *value)
 
 /*
  * A secret from its file: read again whenever the file changes (so that
- * rotating it is: write the file, reload), NULL when path is empty.  The
- * file must belong to the server's user and give no access to group or
+ * rotating it is: write the file, reload), NULL when path is empty.  A
+ * change is seen in the file's identity, size and change time (to the
+ * nanosecond: a rewrite in place within the same second, with a secret of
+ * the same length, changes nothing else).  The file must belong to the server's user and give no access to group or
  * others, as PostgreSQL asks of ssl_key_file; a trailing newline is
  * ignored.  Refusals are 22023 (the worker pauses for them) and never show
  * the content.
@@ -269,23 +281,31 @@ TokenFileSecret(FileSecret *fs, const char *path, const char *setting)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("could not use %s: %m", setting),
 				 errdetail("The file is \"%s\".", path)));
-	if (fs->value != NULL && fs->path != NULL && strcmp(fs->path, path) == 0 &&
-		fs->dev == st.st_dev && fs->ino == st.st_ino &&
-		fs->mtime == st.st_mtime && fs->size == st.st_size)
-		return fs->value;
-
-	TokenWipe(&fs->value);
-	if (fs->path)
-		pfree(fs->path);
-	fs->path = NULL;
+	/* checked on every use: a chmod alone must not go unnoticed */
 	if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
 		(st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+	{
+		TokenWipe(&fs->value);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("could not use %s: the file is not private to the server", setting),
 				 errdetail("\"%s\" must be a regular file owned by the server's user, without access for group or others.",
 						   path),
 				 errhint("chmod 600 it, and chown it to the user the server runs as.")));
+	}
+	if (fs->value != NULL && fs->path != NULL && strcmp(fs->path, path) == 0 &&
+		fs->dev == st.st_dev && fs->ino == st.st_ino &&
+		fs->size == st.st_size &&
+		fs->mtime.tv_sec == STAT_MTIME(st).tv_sec &&
+		fs->mtime.tv_nsec == STAT_MTIME(st).tv_nsec &&
+		fs->ctime.tv_sec == STAT_CTIME(st).tv_sec &&
+		fs->ctime.tv_nsec == STAT_CTIME(st).tv_nsec)
+		return fs->value;
+
+	TokenWipe(&fs->value);
+	if (fs->path)
+		pfree(fs->path);
+	fs->path = NULL;
 	if (st.st_size > TOKEN_FILE_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -313,7 +333,8 @@ TokenFileSecret(FileSecret *fs, const char *path, const char *setting)
 	fs->path = MemoryContextStrdup(TopMemoryContext, path);
 	fs->dev = st.st_dev;
 	fs->ino = st.st_ino;
-	fs->mtime = st.st_mtime;
+	fs->mtime = STAT_MTIME(st);
+	fs->ctime = STAT_CTIME(st);
 	fs->size = st.st_size;
 	return fs->value;
 }

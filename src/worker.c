@@ -865,9 +865,14 @@ FinishFlight(Flight *f)
 	if (fx.answered)
 	{
 		if (host_streak > 0)
+		{
 			ereport(LOG,
 					(errmsg("edusync delivery worker: Graph answers again, after %d failed attempt%s",
 							host_streak, host_streak == 1 ? "" : "s")));
+			/* the probe may have been the last delivery: say so now */
+			if (paused_until <= now)
+				RegistryReport(nflights > 0 ? "sending" : "idle", NULL);
+		}
 		host_streak = 0;
 	}
 	else if (fx.failed)
