@@ -33,13 +33,16 @@ if ! (cd "$TREE" && as_postgres make -s PG_CONFIG="$PG_CONFIG" installcheck \
 fi
 
 # One log: pg_regress's "... ok" and "... FAILED" (or "... failed") lines,
-# and prove's subtests.
+# and prove's subtests and test files.
 passed=$(grep -c '\.\.\. ok' "$LOG" || true)
 failed=$(grep -Ec '\.\.\. (FAILED|failed)' "$LOG" || true)
 total=$(sed -n 's/.*Tests=\([0-9]*\).*/\1/p' "$LOG" | tail -n 1)
 bad=$(sed -n 's/.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' "$LOG" | awk '{ s += $1 } END { print s + 0 }')
+# a test file in prove's summary without a failed subtest died (no plan,
+# a non-zero exit): one failure
+died=$(grep -Ec '\(Wstat: .*Failed: 0\)' "$LOG" || true)
 passed=$((passed + ${total:-0} - ${bad:-0}))
-failed=$((failed + ${bad:-0}))
+failed=$((failed + ${bad:-0} + died))
 
 if [ "$suite_failed" -ne 0 ]; then
 	if [ -f "$TREE/regression.diffs" ]; then
@@ -54,6 +57,16 @@ if [ "$suite_failed" -ne 0 ]; then
 	if [ "$failed" -eq 0 ]; then
 		failed=1	# a suite failed without a countable test (it died early)
 	fi
+fi
+
+# Stop the pg_regress cluster here, so that the count is the last line (on
+# failure lib.sh's trap would print the server log after it).
+as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null
+unset PGDATA
+if [ "$suite_failed" -ne 0 ]; then
+	echo "--- last lines of the pg_regress server's log ---" >&2
+	tail -n 30 "$WORKDIR/server.log" >&2
+	rm -f "$WORKDIR/server.log"
 fi
 echo "edusync: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
