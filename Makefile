@@ -32,7 +32,10 @@ OBJS = \
 
 DATA = sql/edusync--0.1.0.sql sql/edusync--0.1.0--0.2.0.sql sql/edusync--0.2.0.sql \
 	sql/edusync_proxy--0.1.0.sql
+# `make installcheck`: pg_regress (REGRESS, against the server PGHOST/PGPORT
+# name), then prove on t/*.pl (TAP_TESTS; their clusters are their own).
 REGRESS = create validate read privileges lifecycle trust bulk keyset
+TAP_TESTS = 1
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Isrc -DEDUSYNC_VERSION='"$(EXTVERSION)"'
 # Only the entry points the server looks up are exported: PGDLLEXPORT
@@ -43,6 +46,10 @@ PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 PG_CONFIG ?= $(shell ls /usr/lib/postgresql/15/bin/pg_config 2>/dev/null || command -v pg_config)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Our Perl modules (EdusyncTest.pm, FakeGraph.pm) live in test/; set after
+# the include, whose Makefile.global empties PROVE_FLAGS.
+PROVE_FLAGS = -I ./test
 
 # The control file and the install script follow EXTVERSION.
 CONTROL_VERSION := $(shell sed -n "s/^default_version = '\(.*\)'/\1/p" edusync.control)

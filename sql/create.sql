@@ -1,25 +1,20 @@
 -- create.sql: accepted inputs and the exact answers they get.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+-- This file stands alone: a fresh extension (quietly dropped first, when an
+-- earlier file left one) and its own profiles.  A refused statement shows
+-- the error as psql does (message, DETAIL, HINT), then its SQLSTATE.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS edusync;
+RESET client_min_messages;
 CREATE EXTENSION edusync;
-
--- try(sql): what a statement answers, or its SQLSTATE, message and detail.
-CREATE FUNCTION try(q text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	r text;
-	d text;
-BEGIN
-	EXECUTE q INTO r;
-	RETURN r;
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
-	RETURN SQLSTATE || ': ' || SQLERRM || CASE WHEN d <> '' THEN ' [' || d || ']' ELSE '' END;
-END $$;
 
 INSERT INTO edusync.sync_profiles (id, display_name) VALUES
 	('p1', 'Contoso High School'),
 	('p2', 'Fabrikam Elementary');
 
 -- Graph's documented example, placeholder and all: refused, nothing stored.
-SELECT try($$SELECT edusync.create_sync_error('p1', '{
+SELECT edusync.create_sync_error('p1', '{
   "@odata.type": "#Microsoft.Education.DataSync.educationSynchronizationError",
   "entryType": "String",
   "errorCode": "String",
@@ -27,7 +22,8 @@ SELECT try($$SELECT edusync.create_sync_error('p1', '{
   "joiningValue": "String",
   "recordedDateTime": "String (timestamp)",
   "reportableIdentifier": "String"
-}')$$);
+}');
+\echo :SQLSTATE
 SELECT count(*) FROM edusync.sync_errors;
 
 -- The example of the answer, with an id given: the whole answer, exactly.

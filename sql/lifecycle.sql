@@ -1,18 +1,34 @@
 -- lifecycle.sql: forwarding without preloading, DROP and CREATE EXTENSION
 -- again, and a hostile search_path.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+-- This file stands alone: a fresh extension (quietly dropped first, when an
+-- earlier file left one) and its own profiles.  A refused statement shows
+-- the error as psql does (message, DETAIL, HINT), then its SQLSTATE.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS edusync;
+RESET client_min_messages;
+CREATE EXTENSION edusync;
+INSERT INTO edusync.sync_profiles (id, display_name)
+	VALUES ('p1', 'Contoso High School');
 
 -- This cluster does not preload edusync: forwarding is refused with 55000
 -- (and a hint), the error is not stored.
 SELECT count(*) AS before FROM edusync.sync_errors \gset
 SET edusync.forward = 'sync';
-SELECT try($$SELECT edusync.create_sync_error('p1', '{"entryType": "Student", "errorCode": "c", "errorMessage": "m"}')$$);
+SELECT edusync.create_sync_error('p1', '{"entryType": "Student", "errorCode": "c", "errorMessage": "m"}');
+\echo :SQLSTATE
 SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm');
+\echo :SQLSTATE
 SET edusync.forward = 'async';
-SELECT try($$SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm')$$);
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm');
+\echo :SQLSTATE
 RESET edusync.forward;
 SELECT count(*) - :before AS new_rows FROM edusync.sync_errors;
-SELECT try($$SELECT set_config('edusync.forward', 'sometimes', false)$$);
-SELECT try($$SELECT set_config('edusync.nonexistent', 'x', false)$$);
+SELECT set_config('edusync.forward', 'sometimes', false);
+\echo :SQLSTATE
+SELECT set_config('edusync.nonexistent', 'x', false);
+\echo :SQLSTATE
 
 -- retry_failed() queues failed deliveries again (of one profile, or all),
 -- with a fresh count of attempts; delivery_queue sums the queue up.
@@ -37,7 +53,7 @@ CREATE SCHEMA regress_evil;
 CREATE TABLE regress_evil.sync_errors (LIKE edusync.sync_errors);
 CREATE FUNCTION regress_evil.now() RETURNS timestamptz LANGUAGE sql AS $$SELECT 'epoch'::timestamptz$$;
 SET search_path = regress_evil, public;
-SELECT public.try($$SELECT edusync.create_sync_error('p1', 'Student', 'c', 'evil')->>'errorMessage'$$);
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'evil')->>'errorMessage';
 SELECT count(*) AS evil_rows FROM regress_evil.sync_errors;
 RESET search_path;
 SELECT count(*) AS stored FROM edusync.sync_errors WHERE error_message = 'evil';
@@ -74,6 +90,7 @@ DROP SCHEMA edusync;
 CREATE ROLE regress_edusync_squatter;
 CREATE SCHEMA edusync AUTHORIZATION regress_edusync_squatter;
 CREATE EXTENSION edusync;
+\echo :SQLSTATE
 DROP SCHEMA edusync;
 DROP ROLE regress_edusync_squatter;
 CREATE EXTENSION edusync;
@@ -86,16 +103,20 @@ DROP EXTENSION edusync;
 CREATE ROLE regress_edusync_planter;
 GRANT USAGE, CREATE ON SCHEMA edusync TO regress_edusync_planter;
 CREATE EXTENSION edusync;
+\echo :SQLSTATE
 SET ROLE regress_edusync_planter;
 CREATE FUNCTION edusync.get_sync_error(text, text) RETURNS jsonb
 	LANGUAGE sql AS $$SELECT '{"planted": true}'::jsonb$$;
 RESET ROLE;
 REVOKE CREATE ON SCHEMA edusync FROM regress_edusync_planter;
 CREATE EXTENSION edusync;
+\echo :SQLSTATE
 DROP FUNCTION edusync.get_sync_error(text, text);
 GRANT CREATE ON SCHEMA edusync TO PUBLIC;
 CREATE EXTENSION edusync;
+\echo :SQLSTATE
 REVOKE ALL ON SCHEMA edusync FROM PUBLIC, regress_edusync_planter;
 DROP ROLE regress_edusync_planter;
 CREATE EXTENSION edusync;
-SELECT count(*) AS functions FROM pg_proc WHERE pronamespace = 'edusync'::regnamespace;
+SELECT proname, count(*) AS overloads FROM pg_proc
+	WHERE pronamespace = 'edusync'::regnamespace GROUP BY 1 ORDER BY 1;

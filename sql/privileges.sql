@@ -1,6 +1,17 @@
 -- privileges.sql: nothing is usable by PUBLIC; the README's GRANTs make a
 -- writer and a reader; neither can read secrets, change forwarding
 -- settings, or write the tables around the functions.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+-- This file stands alone: a fresh extension (quietly dropped first, when an
+-- earlier file left one) and its own profiles.  A refused statement shows
+-- the error as psql does (message, DETAIL, HINT), then its SQLSTATE.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS edusync;
+RESET client_min_messages;
+CREATE EXTENSION edusync;
+INSERT INTO edusync.sync_profiles (id, display_name)
+	VALUES ('p1', 'Contoso High School');
 CREATE ROLE regress_edusync_nobody;
 CREATE ROLE regress_edusync_writer;
 CREATE ROLE regress_edusync_reader;
@@ -28,16 +39,26 @@ SET edusync.client_secret = 'regress-client-secret';
 
 -- No grants: nothing works.
 SET ROLE regress_edusync_nobody;
-SELECT try($$SELECT edusync.create_sync_error('p1', '{"entryType": "Student", "errorCode": "c", "errorMessage": "m"}')$$);
-SELECT try($$SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm')$$);
-SELECT try($$SELECT edusync.get_sync_error('p1', 'bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc')$$);
-SELECT try($$SELECT edusync.list_sync_errors('p1')$$);
-SELECT try($$SELECT edusync.retry_failed()$$);
-SELECT try($$SELECT count(*)::text FROM edusync.sync_errors$$);
-SELECT try($$SELECT count(*)::text FROM edusync.sync_profiles$$);
-SELECT try($$SELECT count(*)::text FROM edusync.deliveries$$);
-SELECT try($$SELECT count(*)::text FROM edusync.delivery_queue$$);
-SELECT try($$SELECT NULL::edusync.education_sync_error::text$$);
+SELECT edusync.create_sync_error('p1', '{"entryType": "Student", "errorCode": "c", "errorMessage": "m"}');
+\echo :SQLSTATE
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm');
+\echo :SQLSTATE
+SELECT edusync.get_sync_error('p1', 'bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc');
+\echo :SQLSTATE
+SELECT edusync.list_sync_errors('p1');
+\echo :SQLSTATE
+SELECT edusync.retry_failed();
+\echo :SQLSTATE
+SELECT count(*)::text FROM edusync.sync_errors;
+\echo :SQLSTATE
+SELECT count(*)::text FROM edusync.sync_profiles;
+\echo :SQLSTATE
+SELECT count(*)::text FROM edusync.deliveries;
+\echo :SQLSTATE
+SELECT count(*)::text FROM edusync.delivery_queue;
+\echo :SQLSTATE
+SELECT NULL::edusync.education_sync_error::text;
+\echo :SQLSTATE
 RESET ROLE;
 
 -- The writer creates and reads errors, through the functions only.
@@ -48,31 +69,46 @@ SELECT edusync.create_sync_error('p1', '{"id": "0d0e0f10-1112-4314-9516-17181920
 SELECT edusync.create_sync_error('p1', 'Student', 'c', 'typed, by the writer')->>'errorMessage';
 SELECT edusync.get_sync_error('p1', '0d0e0f10-1112-4314-9516-171819202122')->>'errorMessage';
 SELECT jsonb_typeof(edusync.list_sync_errors('p1', 1)->'value');
-SELECT try($$INSERT INTO edusync.sync_errors (profile_id, id, entry_type, error_code, error_message, recorded_date_time)
-	VALUES ('p1', gen_random_uuid(), 'Student', 'c', 'direct', now()) RETURNING 'inserted'$$);
-SELECT try($$UPDATE edusync.sync_errors SET error_message = 'changed' RETURNING 'updated'$$);
-SELECT try($$DELETE FROM edusync.sync_errors RETURNING 'deleted'$$);
-SELECT try($$INSERT INTO edusync.sync_profiles VALUES ('mine', 'mine') RETURNING 'inserted'$$);
-SELECT try($$UPDATE edusync.deliveries SET status = 'failed' RETURNING 'updated'$$);
-SELECT try($$SELECT edusync.retry_failed()$$);
+INSERT INTO edusync.sync_errors (profile_id, id, entry_type, error_code, error_message, recorded_date_time)
+	VALUES ('p1', gen_random_uuid(), 'Student', 'c', 'direct', now()) RETURNING 'inserted';
+\echo :SQLSTATE
+UPDATE edusync.sync_errors SET error_message = 'changed' RETURNING 'updated';
+\echo :SQLSTATE
+DELETE FROM edusync.sync_errors RETURNING 'deleted';
+\echo :SQLSTATE
+INSERT INTO edusync.sync_profiles VALUES ('mine', 'mine') RETURNING 'inserted';
+\echo :SQLSTATE
+UPDATE edusync.deliveries SET status = 'failed' RETURNING 'updated';
+\echo :SQLSTATE
+SELECT edusync.retry_failed();
+\echo :SQLSTATE
 -- secrets are hidden, forwarding settings are not the writer's to change
-SELECT try($$SHOW edusync.bearer_token$$);
-SELECT try($$SHOW edusync.client_secret$$);
-SELECT try($$SELECT current_setting('edusync.bearer_token')$$);
+SHOW edusync.bearer_token;
+\echo :SQLSTATE
+SHOW edusync.client_secret;
+\echo :SQLSTATE
+SELECT current_setting('edusync.bearer_token');
+\echo :SQLSTATE
 SELECT count(*) FROM pg_settings WHERE name IN ('edusync.bearer_token', 'edusync.client_secret');
 SELECT count(*) FROM pg_settings WHERE setting LIKE '%regress-secret%' OR setting LIKE '%regress-client%';
-SELECT try($$SET edusync.graph_url = 'https://evil.example/beta'$$);
-SELECT try($$SET edusync.bearer_token = 'x'$$);
-SELECT try($$SET edusync.max_attempts = 1$$);
-SELECT try($$SELECT set_config('edusync.forward', 'off', false)$$);
+SET edusync.graph_url = 'https://evil.example/beta';
+\echo :SQLSTATE
+SET edusync.bearer_token = 'x';
+\echo :SQLSTATE
+SET edusync.max_attempts = 1;
+\echo :SQLSTATE
+SELECT set_config('edusync.forward', 'off', false);
 RESET ROLE;
 
 -- The reader reads only.
 SET ROLE regress_edusync_reader;
 SELECT edusync.get_sync_error('p1', '0d0e0f10-1112-4314-9516-171819202122')->>'errorMessage';
-SELECT try($$SELECT edusync.create_sync_error('p1', 'Student', 'c', 'by the reader')$$);
-SELECT try($$SELECT count(*)::text FROM edusync.sync_errors$$);
-SELECT try($$SHOW edusync.client_secret$$);
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'by the reader');
+\echo :SQLSTATE
+SELECT count(*)::text FROM edusync.sync_errors;
+\echo :SQLSTATE
+SHOW edusync.client_secret;
+\echo :SQLSTATE
 RESET ROLE;
 
 -- A superuser sees the secrets.

@@ -1,4 +1,29 @@
 -- read.sql: get_sync_error and list_sync_errors.
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+-- This file stands alone: a fresh extension (quietly dropped first, when an
+-- earlier file left one) and its own profiles.  A refused statement shows
+-- the error as psql does (message, DETAIL, HINT), then its SQLSTATE.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS edusync;
+RESET client_min_messages;
+CREATE EXTENSION edusync;
+INSERT INTO edusync.sync_profiles (id, display_name) VALUES
+	('p1', 'Contoso High School'),
+	('p2', 'Fabrikam Elementary');
+-- the same id in two profiles, with other content
+SELECT edusync.create_sync_error('p1', '{
+  "id": "bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc",
+  "entryType": "Student",
+  "errorCode": "UnsynchronizableChange",
+  "errorMessage": "Student cannot be updated ...",
+  "joiningValue": "richard.2wilson@testschool.edu",
+  "recordedDateTime": "2017-07-05T00:52:45Z",
+  "reportableIdentifier": "richard.2wilson"
+}') IS NOT NULL AS stored;
+SELECT edusync.create_sync_error('p2', '{"id": "bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc",
+	"entryType": "Section", "errorCode": "c", "errorMessage": "m",
+	"recordedDateTime": "2018-01-01T00:00:00Z"}') IS NOT NULL AS stored;
 
 -- get answers byte for byte what create answered; NULL when absent.
 SELECT edusync.get_sync_error('p1', 'bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc');
@@ -37,8 +62,13 @@ INSERT INTO edusync.sync_profiles (id, display_name) VALUES ('empty', 'no errors
 SELECT edusync.list_sync_errors('empty');
 
 -- refused: unknown profile 23503, $top out of 1..999 or negative $skip 22023
-SELECT try($$SELECT edusync.list_sync_errors('nope')$$);
-SELECT try($$SELECT edusync.list_sync_errors('p1', 0)$$);
-SELECT try($$SELECT edusync.list_sync_errors('p1', 1000)$$);
-SELECT try($$SELECT edusync.list_sync_errors('p1', 10, -1)$$);
-SELECT try($$SELECT edusync.list_sync_errors('', 10)$$);
+SELECT edusync.list_sync_errors('nope');
+\echo :SQLSTATE
+SELECT edusync.list_sync_errors('p1', 0);
+\echo :SQLSTATE
+SELECT edusync.list_sync_errors('p1', 1000);
+\echo :SQLSTATE
+SELECT edusync.list_sync_errors('p1', 10, -1);
+\echo :SQLSTATE
+SELECT edusync.list_sync_errors('', 10);
+\echo :SQLSTATE

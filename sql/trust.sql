@@ -2,6 +2,10 @@
 -- replays inside one statement, links built without the send-time checks,
 -- dot-segments in a profile id, and text that cannot be sent as UTF-8.
 \set VERBOSITY default
+\set SHOW_CONTEXT never
+-- This file stands alone: a fresh extension (quietly dropped first, when an
+-- earlier file left one) and its own profiles.  A refused statement shows
+-- the error as psql does (message, DETAIL, HINT), then its SQLSTATE.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS edusync;
 RESET client_min_messages;
@@ -18,6 +22,7 @@ FROM (SELECT edusync.create_sync_error('t1', '{"id": "0b6b1a3e-1c2d-4e5f-8a9b-0c
 SELECT edusync.create_sync_error('t1', 'Student', 'c', 'other ' || g,
 		id => '1b6b1a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b')
 FROM generate_series(1, 2) g;
+\echo :SQLSTATE
 SELECT count(*) AS stored FROM edusync.sync_errors WHERE profile_id = 't1';
 
 -- The typed overload too: recorded_date_time left out means "now" in

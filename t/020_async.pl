@@ -12,6 +12,7 @@ use lib "$FindBin::Bin/../test";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use List::Util ();
 use Time::HiRes qw(time sleep);
 use JSON::PP;
 use FakeGraph;
@@ -30,21 +31,35 @@ my $node = edusync_node('async', $graph,
 edusync.timeout = '2s'
 }, 'p2');
 
-# Poll a query until it gives the expected value, for at most $secs.
+# Poll a query until it gives the expected value (poll_query_until: time
+# is only the bound, $secs or the test default, whichever is longer).
 sub wait_query
 {
 	my ($sql, $expected, $secs) = @_;
-	my $deadline = time + ($secs // 30);
-	my $got;
-	while (1)
+	local $PostgreSQL::Test::Utils::timeout_default =
+	  List::Util::max($secs // 0, $PostgreSQL::Test::Utils::timeout_default);
+	return $node->poll_query_until('postgres', $sql, $expected) ? 1 : 0;
+}
+
+# Reload the configuration and wait until the postmaster has read it: the
+# log, from before the reload, names the parameter ($param) that changed.
+# The postmaster signals the worker right after, and the worker reloads
+# before its next send.
+sub reload_and_wait
+{
+	my ($param, $how) = @_;
+	my $offset = -s $node->logfile;
+	if ($how && $how eq 'pg_ctl')
 	{
-		$got = $node->safe_psql('postgres', $sql);
-		return 1 if $got eq $expected;
-		last if time > $deadline;
-		sleep 0.1;
+		$node->reload;
 	}
-	diag("waited for [$sql] = [$expected], last got [$got]");
-	return 0;
+	else
+	{
+		$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	}
+	ok($node->wait_for_log(qr/parameter "\Q$param\E" (?:changed|removed)/, $offset),
+		"the reload of $param was read");
+	return;
 }
 
 sub pending
@@ -79,8 +94,13 @@ $node->safe_psql('postgres', q{
 	SELECT edusync.create_sync_error('p1', 'Student', 'X', 'rolled back');
 	ROLLBACK;
 });
-sleep 1;
-is(scalar($graph->requests), 0, 'a rolled-back error is not sent');
+# a later committed error is sent: by then a rolled-back one would be too
+my ($marker) = queue_errors($node, 1, 'after the rollback');
+ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$marker'",
+		'delivered', 30), 'an error committed after the rollback is delivered');
+is(join(',', map { $_->{headers}{'client-request-id'} } $graph->requests), $marker,
+	'a rolled-back error is not sent');
+$node->safe_psql('postgres', "DELETE FROM edusync.deliveries WHERE error_id = '$marker'");
 is($node->safe_psql('postgres', 'SELECT count(*) FROM edusync.deliveries'), '0',
 	'and leaves no delivery');
 
@@ -163,8 +183,12 @@ ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$rejected
 is(delivery($rejected, "attempts || '|' || last_status || '|' || last_error || '|' || (next_attempt_at IS NULL)"),
 	'1|400|InvalidEntryType: The entry type is not known.|true',
 	'at once (one attempt), with Graph\'s code and message');
-sleep 0.5;
-is(scalar($graph->requests(kind => 'errors')), 1, 'a 400 is not retried');
+# a later error is sent: by then a retry of the 400 would have been too
+my ($after400) = queue_errors($node, 1, 'after the 400');
+ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$after400'",
+		'delivered', 30), 'an error queued after the 400 is delivered');
+is(scalar(grep { $_->{headers}{'client-request-id'} eq $rejected }
+		$graph->requests(kind => 'errors')), 1, 'a 400 is not retried');
 is($node->safe_psql('postgres', "SELECT edusync.retry_failed('p2')"), '0',
 	'retry_failed of another profile requeues nothing');
 is($node->safe_psql('postgres', "SELECT edusync.retry_failed('p1')"), '1',
@@ -178,15 +202,14 @@ is(delivery($rejected, "attempts || '|' || last_status || '|' || coalesce(last_e
 my $graph2 = FakeGraph->start(tokens => [$TOKEN]);
 $graph->reset;
 $node->safe_psql('postgres', "ALTER SYSTEM SET edusync.graph_url = '@{[ $graph2->url ]}'");
-$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
-sleep 0.5;
+reload_and_wait('edusync.graph_url');
 my @moved = queue_errors($node, 5, 'error');
 ok(wait_query('SELECT count(*) FROM edusync.deliveries WHERE status = \'pending\'', '0', 10),
 	'delivered after the reload');
 is(scalar($graph2->requests(kind => 'errors')), 5, 'the reloaded graph_url got the requests');
 is(scalar($graph->requests(kind => 'errors')), 0, 'the old one got none');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET edusync.graph_url');
-$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+reload_and_wait('edusync.graph_url');
 $graph2->stop;
 
 # --- an unsafe configuration is refused when set (check hooks), so the
@@ -212,8 +235,7 @@ is($node->safe_psql('postgres',
 # token: a reload that changes a secret makes the postmaster log its value,
 # and ALTER SYSTEM would be logged by log_statement)
 $node->append_conf('postgresql.conf', "edusync.bearer_token = ''\n");
-$node->reload;
-sleep 0.5;
+reload_and_wait('edusync.bearer_token', 'pg_ctl');
 $graph->reset;
 my ($first) = queue_errors($node, 1, 'error');
 ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$first'", 'delivered', 10),
@@ -234,9 +256,13 @@ is(join(',', map { $_->{status} } $graph->requests(kind => 'errors')), '201,401,
 $graph->reset;
 $graph->revoke;
 $graph->config(client_secret => 'rotated');
+my $refused_at = -s $node->logfile;
 my ($third) = queue_errors($node, 1, 'error');
-sleep 2.5;
-is(delivery($third, "status || '|' || attempts"), 'pending|1',
+ok($node->wait_for_log(qr/edusync delivery worker could not obtain a token/, $refused_at),
+	'the worker could not obtain a token');
+ok($node->poll_query_until('postgres',
+		"SELECT status || '|' || attempts FROM edusync.deliveries WHERE error_id = '$third'",
+		'pending|1'),
 	'refused token: still pending after the 401 that asked for a new one');
 ok(scalar($graph->requests(kind => 'token')) >= 1, 'the worker asked for a token');
 is(scalar($graph->requests(kind => 'errors')), 1, 'no send without a token');
@@ -248,11 +274,8 @@ ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$third'",
 	'delivered once the token endpoint accepts the secret again');
 
 # --- a 403 is retried with backoff and fails after max_attempts
-$node->safe_psql('postgres', q{
-	ALTER SYSTEM SET edusync.max_attempts = 3;
-	SELECT pg_reload_conf();
-});
-sleep 0.5;
+$node->safe_psql('postgres', 'ALTER SYSTEM SET edusync.max_attempts = 3');
+reload_and_wait('edusync.max_attempts');
 $graph->reset;
 $graph->script('errors', { status => 403, repeat => 3 });
 my ($forbidden) = queue_errors($node, 1, 'error');

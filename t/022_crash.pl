@@ -12,6 +12,7 @@ use lib "$FindBin::Bin/../test";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use List::Util ();
 use Time::HiRes qw(time sleep);
 use FakeGraph;
 use EdusyncTest;
@@ -30,15 +31,13 @@ restart_after_crash = on
 sub wait_delivered
 {
 	my ($tag, $want, $secs) = @_;
-	my $deadline = time + $secs;
-	my $got;
-	while (time < $deadline)
-	{
-		$got = count_status($node, $tag, 'delivered');
-		return 1 if defined $got && $got >= $want;
-		sleep 0.05;
-	}
-	diag("$tag: " . ($got // 'unknown') . " of $want delivered after $secs s");
+	local $PostgreSQL::Test::Utils::timeout_default =
+	  List::Util::max($secs // 0, $PostgreSQL::Test::Utils::timeout_default);
+	return 1 if $node->poll_query_until('postgres', qq{
+		SELECT count(*) >= $want FROM edusync.deliveries d JOIN edusync.sync_errors e
+		  ON e.profile_id = d.profile_id AND e.id = d.error_id
+		WHERE e.error_message LIKE '$tag %' AND d.status = 'delivered'});
+	diag("$tag: " . (count_status($node, $tag, 'delivered') // 'unknown') . " of $want delivered");
 	return 0;
 }
 
@@ -123,10 +122,18 @@ my $bad = $node->safe_psql('postgres', q{
 });
 my @good = queue_errors($node, 50, 'poison');
 ok(wait_delivered('poison', 50, 20), 'the other deliveries are recorded');
-sleep 5;
-my $sends = grep { $_->{headers}{'client-request-id'} eq $bad } $graph->requests(kind => 'errors');
-ok($sends >= 2 && $sends <= 5,
-	"the unrecordable one is sent again, with growing holds, not in a loop ($sends sends in ~6 s)");
+# the worker holds an unrecordable one back 1 s, then 2 s, 4 s...: wait for
+# three sends of it (time only as the bound) and check the gaps the fake saw
+my @bad_sends;
+ok($graph->wait_for(sub {
+			@bad_sends = sort { $a->{time} <=> $b->{time} }
+			  grep { $_->{headers}{'client-request-id'} eq $bad } $graph->requests(kind => 'errors');
+			@bad_sends >= 3;
+		}, 60),
+	'the unrecordable one is sent again (' . scalar(@bad_sends) . ' sends)');
+my @gaps = map { $bad_sends[$_]{time} - $bad_sends[ $_ - 1 ]{time} } 1 .. $#bad_sends;
+cmp_ok($gaps[0] // 0, '>=', 1, sprintf('held back at least 1 s before the second send (%.2f s)', $gaps[0] // 0));
+cmp_ok($gaps[1] // 0, '>=', 2, sprintf('and at least 2 s before the third: growing holds, not a loop (%.2f s)', $gaps[1] // 0));
 is($node->safe_psql('postgres', "SELECT status FROM edusync.deliveries WHERE error_id = '$bad'"),
 	'pending', 'and stays pending');
 like(slurp_file($node->logfile),

@@ -16,6 +16,7 @@ use lib "$FindBin::Bin/../test";
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use List::Util ();
 use Time::HiRes qw(time sleep);
 use JSON::PP;
 use FakeGraph;
@@ -58,22 +59,14 @@ sub sqlstate
 	return ($1, $2);
 }
 
-# Poll $sql on $node/$db until it gives $expected, at most $secs seconds.
+# Poll $sql on $node/$db until it gives $expected (poll_query_until: time
+# is only the bound, $secs or the test default, whichever is longer).
 sub wait_value
 {
 	my ($node, $db, $sql, $expected, $secs) = @_;
-	my $deadline = time + ($secs // 30);
-	my $got;
-	while (1)
-	{
-		my ($ret, $out) = $node->psql($db, $sql);
-		$got = $ret == 0 ? $out : "(error $ret)";
-		return 1 if $got eq $expected;
-		last if time > $deadline;
-		sleep 0.1;
-	}
-	diag("waited for [$sql] = [$expected], last got [$got]");
-	return 0;
+	local $PostgreSQL::Test::Utils::timeout_default =
+	  List::Util::max($secs // 0, $PostgreSQL::Test::Utils::timeout_default);
+	return $node->poll_query_until($db, $sql, $expected) ? 1 : 0;
 }
 
 # How many times the fake Graph accepted (2xx) each of @ids (client-request-id).

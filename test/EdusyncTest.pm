@@ -9,7 +9,7 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(sleep time);
+use List::Util qw(max);
 
 our @EXPORT = qw(edusync_node credentials_conf queue_errors count_status settle
   worker_pid log_keeps_secrets);
@@ -74,36 +74,31 @@ sub count_status
 	return $ret == 0 ? $out : undef;
 }
 
-# Wait, at most $secs, until no delivery of $tag is pending; true if none is.
+# Wait until no delivery of $tag is pending (poll_query_until, which also
+# rides out a server that is down for a while); true if none is.  Time is
+# only the bound: $secs, or PostgreSQL::Test::Utils::timeout_default when
+# that is longer (a loaded machine may set PG_TEST_TIMEOUT_DEFAULT).
 sub settle
 {
 	my ($node, $tag, $secs) = @_;
-	my $deadline = time + $secs;
-	my $left;
-	while (1)
-	{
-		$left = count_status($node, $tag, 'pending');
-		return 1 if defined $left && $left eq '0';
-		last if time > $deadline;
-		sleep 0.1;
-	}
-	diag("$tag: " . ($left // 'unknown') . " still pending after $secs s");
+	local $PostgreSQL::Test::Utils::timeout_default =
+	  max($secs // 0, $PostgreSQL::Test::Utils::timeout_default);
+	return 1 if $node->poll_query_until('postgres', qq{
+		SELECT count(*) = 0 FROM edusync.deliveries d JOIN edusync.sync_errors e
+		  ON e.profile_id = d.profile_id AND e.id = d.error_id
+		WHERE e.error_message LIKE '$tag %' AND d.status = 'pending'});
+	diag("$tag: " . (count_status($node, $tag, 'pending') // 'unknown') . ' still pending');
 	return 0;
 }
 
-# The delivery worker's pid, waiting at most 30 s for it to run; undef if it does not.
+# The delivery worker's pid, once it runs; undef if it does not come up.
 sub worker_pid
 {
 	my ($node) = @_;
-	my $deadline = time + 30;
-	while (time < $deadline)
-	{
-		my ($ret, $pid) = $node->psql('postgres',
-			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker' AND datname = 'postgres'");
-		return $pid if $ret == 0 && $pid =~ /^\d+$/;
-		sleep 0.1;
-	}
-	return undef;
+	my $q = "SELECT pid FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker' AND datname = 'postgres'";
+	return undef unless $node->poll_query_until('postgres', "SELECT count(*) = 1 FROM ($q) w");
+	my ($ret, $pid) = $node->psql('postgres', $q);
+	return ($ret == 0 && $pid =~ /^\d+$/) ? $pid : undef;
 }
 
 # Stop the node and check that its server log holds none of the named
