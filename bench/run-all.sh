@@ -402,6 +402,7 @@ drain_once() {
 		psql_ -c "DELETE FROM pg_statistic WHERE starelid IN
 			('edusync.sync_errors'::regclass, 'edusync.deliveries'::regclass)"
 	fi
+	cpu0=$(proc_cpu_ticks "$pid")
 	t0=$(date +%s.%N)
 	kill -CONT "$pid"
 	: >"$WORKDIR/paused_worker"
@@ -410,6 +411,7 @@ drain_once() {
 		[ "$SECONDS" -lt "$deadline" ] || break
 		sleep 0.05
 	done
+	cpu1=$(proc_cpu_ticks "$pid")
 	t1=$(psql_ -c "SELECT extract(epoch FROM max(delivered_at)) FROM edusync.deliveries")
 	delivered=$(psql_ -c "SELECT count(*) FROM edusync.deliveries WHERE status = 'delivered'")
 	[ "$delivered" -gt 0 ] || { echo "drain: nothing delivered in ${DRAIN_TIMEOUT}s" >&2; return 1; }
@@ -418,7 +420,14 @@ drain_once() {
 			{ echo "drain: deliveries failed" >&2; return 1; }
 		note "$label: cut short after ${DRAIN_TIMEOUT} s with $delivered of $n delivered; the rate is over those."
 	fi
+	# the worker's own CPU (user + system), from /proc, over the drain
+	[ "$delivered" -gt 0 ] && printf '%s\t%s\n' "$label" \
+		"$(python3 -c "print(round(($cpu1 - $cpu0) / $(getconf CLK_TCK) * 1e6 / $delivered, 1))")" >>"$WORKDIR/drain_cpu.tsv"
 	python3 -c "print($delivered / ($t1 - $t0))"
+}
+# utime + stime of a process, in clock ticks
+proc_cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 bench_drain() {
 	meta drain "async drain, $DRAIN_N backlog, after ANALYZE" 'worker, batch_size 1' "nginx ceiling, wrk -c4" 'errors/s' rate '≥ 5,000/s absolute'
@@ -429,6 +438,7 @@ bench_drain() {
 	meta drain_batch "async drain, $DRAIN_N backlog, fresh table, batch_size 20" 'worker, $batch of 20' 'nginx $batch ceiling × 20, wrk -c4' 'errors/s' rate '≥ 25,000/s absolute'
 	meta drain_batch_an "async drain, $DRAIN_N backlog, after ANALYZE, batch_size 20" 'worker, $batch of 20' 'nginx $batch ceiling × 20, wrk -c4' 'errors/s' rate ''
 	local r ceil bceil mid small large fresh batch batch_an
+	: >"$WORKDIR/drain_cpu.tsv"
 	for r in $(seq 1 "$ROUNDS"); do
 		ceil=$(wrk_rate "$ERRORS_PATH" "$WORKDIR/post_error.lua" 4)
 		bceil=$(wrk_rate '/$batch' "$WORKDIR/post_batch.lua" 4)
@@ -450,6 +460,10 @@ bench_drain() {
 		batch=$(drain_once "$DRAIN_N" fresh "round $r, $DRAIN_N fresh, batch_size 20")
 		batch_an=$(drain_once "$DRAIN_N" analyzed "round $r, $DRAIN_N after ANALYZE, batch_size 20")
 		set_batch_size 1
+		while IFS=$'\t' read -r label us; do
+			note "$label: worker CPU $us µs per delivery"
+		done <"$WORKDIR/drain_cpu.tsv"
+		: >"$WORKDIR/drain_cpu.tsv"
 		sample drain "$r" "$mid" "$ceil"
 		sample drain_small "$r" "$small" "$ceil"
 		sample drain_large "$r" "$large" "$ceil"

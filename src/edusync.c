@@ -40,6 +40,7 @@ char	   *edusync_token_scope = NULL;
 int			edusync_timeout_ms = 10000;
 int			edusync_max_attempts = 8;
 int			edusync_batch_size = 1;
+int			edusync_max_in_flight = 8;
 char	   *edusync_databases = NULL;
 bool		edusync_preloaded = false;
 
@@ -290,6 +291,17 @@ _PG_init(void)
 							1,
 							20,
 							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("edusync.max_in_flight",
+							"Sets how many requests the delivery worker keeps in flight at once.",
+							"Also the most connections it opens to one host; over HTTP/2 the requests share one connection.",
+							&edusync_max_in_flight,
+							8,
+							1,
+							64,
+							PGC_SIGHUP,
 							0,
 							NULL, NULL, NULL);
 

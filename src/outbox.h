@@ -10,6 +10,8 @@
 #ifndef EDUSYNC_OUTBOX_H
 #define EDUSYNC_OUTBOX_H
 
+#include "storage/itemptr.h"
+
 #include "policy.h"
 #include "sync_error.h"
 
@@ -18,6 +20,7 @@ typedef struct OutboxRow
 {
 	EdusyncError err;
 	int			attempts;		/* sends before this one */
+	ItemPointerData tid;		/* where the claim read its row */
 } OutboxRow;
 
 /* Backends: one error's delivery row. */
@@ -33,6 +36,7 @@ extern int	OutboxClaimDue(int limit, Datum *exclude, int nexclude,
 						   OutboxRow **rows, TimestampTz *next_due);
 extern void OutboxRecordVerdicts(int n, const char *const *profile_ids,
 								 const pg_uuid_t *error_ids,
+								 const ItemPointerData *tids,
 								 const Verdict *verdicts);
 
 #endif							/* EDUSYNC_OUTBOX_H */

@@ -90,8 +90,7 @@
 #define WORKER_NAME				"edusync delivery worker"
 #define WORKER_IDLE_MS			10000	/* longest sleep without a wake */
 #define WORKER_DRIVE_MS			20	/* network wait between other checks */
-#define WORKER_MAX_IN_FLIGHT	4	/* requests at once (graph_client keeps
-									 * at most 4 connections to one host) */
+#define WORKER_MAX_WINDOW		64	/* largest edusync.max_in_flight */
 
 #define HOST_BACKOFF_BASE_MS	200 /* probe mode, after a failure */
 #define HOST_BACKOFF_CAP_MS		30000
@@ -109,6 +108,7 @@ typedef struct Delivery
 {
 	char	   *profile_id;
 	pg_uuid_t	error_id;
+	ItemPointerData tid;		/* its row, as the claim read it */
 	char	   *error_id_text;	/* lowercase GUID: the client-request-id */
 	int			attempts;		/* before this send */
 	char	   *url;			/* absolute; in a $batch, below graph_url */
@@ -128,6 +128,11 @@ typedef struct Flight
 	bool		refreshable;	/* its token came from client credentials */
 	uint64		token_gen;		/* which token it carried */
 	GraphResponse *resp;		/* the answer, once finished (loop memory) */
+	/* once finished: what Graph said, and what becomes of each delivery */
+	Outcome    *outs;
+	Verdict    *verdicts;
+	HostEffect	fx;
+	bool		recorded;		/* the verdicts are in the table */
 } Flight;
 
 /*
@@ -148,7 +153,7 @@ PGDLLEXPORT void edusync_worker_main(Datum main_arg);
 static Oid	worker_dbid = InvalidOid;
 static MemoryContext WorkerContext = NULL;	/* flights in flight */
 static MemoryContext LoopContext = NULL;	/* reset every turn of the loop */
-static Flight *flights[WORKER_MAX_IN_FLIGHT];
+static Flight *flights[WORKER_MAX_WINDOW];
 static int	nflights = 0;
 static TimestampTz next_due = 0;	/* earliest pending not in flight; 0:
 									 * unknown, look now */
@@ -463,27 +468,47 @@ BuildDelivery(const OutboxRow *row, bool batch, Delivery *d)
 
 	d->profile_id = pstrdup(row->err.profile_id);
 	memcpy(&d->error_id, &row->err.id, sizeof(pg_uuid_t));
+	d->tid = row->tid;
 	d->error_id_text = FormatGuid(&row->err.id);
 	d->attempts = row->attempts;
 	d->body = AnswerRequestBody(&row->err);
 	d->url = batch ? BatchRelativeUrl(url) : url;
 }
 
-/* Record the verdicts on f's deliveries, in one short transaction. */
+/*
+ * Record the verdicts on the deliveries of fs[0..nf) in one short
+ * transaction, with one statement.
+ */
 static void
-RecordFlight(const Flight *f, const Verdict *verdicts)
+RecordFlights(Flight *const *fs, int nf)
 {
 	MemoryContext outer = CurrentMemoryContext;
-	const char **profile_ids = palloc(sizeof(char *) * Max(f->ndeliveries, 1));
-	pg_uuid_t  *error_ids = palloc(sizeof(pg_uuid_t) * Max(f->ndeliveries, 1));
+	int			total = 0;
+	int			k = 0;
+	const char **profile_ids;
+	pg_uuid_t  *error_ids;
+	ItemPointerData *tids;
+	Verdict    *verdicts;
 
-	for (int i = 0; i < f->ndeliveries; i++)
+	for (int i = 0; i < nf; i++)
+		total += fs[i]->ndeliveries;
+	profile_ids = palloc(sizeof(char *) * Max(total, 1));
+	error_ids = palloc(sizeof(pg_uuid_t) * Max(total, 1));
+	tids = palloc(sizeof(ItemPointerData) * Max(total, 1));
+	verdicts = palloc(sizeof(Verdict) * Max(total, 1));
+	for (int i = 0; i < nf; i++)
 	{
-		profile_ids[i] = f->deliveries[i].profile_id;
-		error_ids[i] = f->deliveries[i].error_id;
+		for (int j = 0; j < fs[i]->ndeliveries; j++)
+		{
+			profile_ids[k] = fs[i]->deliveries[j].profile_id;
+			error_ids[k] = fs[i]->deliveries[j].error_id;
+			tids[k] = fs[i]->deliveries[j].tid;
+			verdicts[k] = fs[i]->verdicts[j];
+			k++;
+		}
 	}
 	BeginWork("recording deliveries");
-	OutboxRecordVerdicts(f->ndeliveries, profile_ids, error_ids, verdicts);
+	OutboxRecordVerdicts(total, profile_ids, error_ids, tids, verdicts);
 	EndWork(outer);
 }
 
@@ -522,6 +547,7 @@ BuildFlight(Flight *f, OutboxRow *rows, int n)
 			FlushErrorState();
 			d->profile_id = rows[i].err.profile_id;
 			memcpy(&d->error_id, &rows[i].err.id, sizeof(pg_uuid_t));
+			d->tid = rows[i].tid;
 			v->status = "failed";
 			v->last_error = psprintf("could not build the request: %s",
 									 edata->message);
@@ -535,7 +561,12 @@ BuildFlight(Flight *f, OutboxRow *rows, int n)
 		PG_END_TRY();
 	}
 	if (bad.ndeliveries > 0)
-		RecordFlight(&bad, bad_verdicts);
+	{
+		Flight	   *badp = &bad;
+
+		bad.verdicts = bad_verdicts;
+		RecordFlights(&badp, 1);
+	}
 }
 
 /* Build a request for rows[0..n) and put it in flight (or record it failed). */
@@ -637,13 +668,14 @@ ClaimDue(int limit, OutboxRow **rows)
 }
 
 /*
- * Send what is due, as far as the window allows: WORKER_MAX_IN_FLIGHT
+ * Send what is due, as far as the window allows: edusync.max_in_flight
  * requests, one in probe mode, none while paused.
  */
 static void
 FillWindow(void)
 {
-	int			window = host_streak > 0 ? 1 : WORKER_MAX_IN_FLIGHT;
+	int			window = host_streak > 0 ? 1 :
+		Min(edusync_max_in_flight, WORKER_MAX_WINDOW);
 	int			per_request = Max(1, Min(edusync_batch_size, BATCH_MAX));
 	TimestampTz now = GetCurrentTimestamp();
 	OutboxRow  *rows;
@@ -755,23 +787,24 @@ CountVerdicts(const Flight *f, const Outcome *outs, const Verdict *verdicts)
 		RegistryReport(nflights > 0 ? "sending" : "idle", NULL);
 }
 
-/* Handle a finished request: judge each delivery, record, adjust pauses. */
-static void
-FinishFlight(Flight *f)
+/*
+ * Judge each delivery of a finished request (into f->verdicts and f->fx).
+ * False when there is nothing to record: stopped for an interrupt, it was
+ * never answered and is still due, and no attempt was spent.
+ */
+static bool
+JudgeFlight(Flight *f)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
 	GraphResponse *resp = f->resp;
 	Outcome    *outs;
 	Verdict    *verdicts;
-	HostEffect	fx;
-	TimestampTz now;
 
-	/* stopped for an interrupt: never answered, still due, not an attempt */
 	if (resp->aborted)
-		return;
+		return false;
 
-	outs = palloc0(sizeof(Outcome) * f->ndeliveries);
-	verdicts = palloc0(sizeof(Verdict) * f->ndeliveries);
+	outs = f->outs = palloc0(sizeof(Outcome) * f->ndeliveries);
+	verdicts = f->verdicts = palloc0(sizeof(Verdict) * f->ndeliveries);
 	PG_TRY();
 	{
 		ReadAnswers(f, resp, outs);
@@ -794,8 +827,8 @@ FinishFlight(Flight *f)
 	}
 	PG_END_TRY();
 
-	memset(&fx, 0, sizeof(fx));
-	fx.throttle_s = -1;
+	memset(&f->fx, 0, sizeof(f->fx));
+	f->fx.throttle_s = -1;
 	for (int i = 0; i < f->ndeliveries; i++)
 	{
 		/* a 401 with a token that a newer one may cure */
@@ -803,37 +836,106 @@ FinishFlight(Flight *f)
 			(f->token_gen < token_gen || !token_gen_forced);
 
 		PolicyJudge(&outs[i], f->deliveries[i].attempts, may_refresh,
-					&verdicts[i], &fx);
+					&verdicts[i], &f->fx);
 		if (verdicts[i].refresh_token && f->token_gen == token_gen)
 			refresh_pending = true;
 		if (strcmp(verdicts[i].status, "delivered") == 0 &&
 			f->token_gen == token_gen)
 			token_gen_forced = false;	/* this token works */
 	}
+	return true;
+}
+
+/*
+ * Record f's verdicts in a transaction of its own.  When that fails (a
+ * user's trigger or constraint refuses the update), say why and hold f's
+ * deliveries back rather than send them in a loop.  Returns f->recorded.
+ */
+static bool
+RecordOneFlight(Flight *f)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		RecordFlight(f, verdicts);
+		RecordFlights(&f, 1);
+		f->recorded = true;
 	}
 	PG_CATCH();
 	{
-		/* say why, and hold these back rather than send them in a loop */
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(mcxt);
 		FlushErrorState();
 		RESUME_INTERRUPTS();
+		f->recorded = false;
+	}
+	PG_END_TRY();
+
+	if (!f->recorded)
+	{
 		HoldFlight(f);
 		ereport(WARNING,
 				(errmsg("edusync delivery worker could not record what Graph answered for error %s of profile \"%s\"%s",
 						f->deliveries[0].error_id_text, f->deliveries[0].profile_id,
 						f->ndeliveries > 1 ? " and the rest of its $batch" : ""),
 				 errdetail("The delivery stays pending and is sent again later, after a delay that grows each time.")));
+	}
+	return f->recorded;
+}
+
+/*
+ * Record the verdicts of every request finished in one round: all in one
+ * transaction with one statement; when that fails, one request at a time,
+ * so that only a request whose outcome cannot be recorded is held back.
+ */
+static void
+RecordFinished(Flight **done, int ndone)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	volatile bool ok = false;
+
+	if (ndone > 1)
+	{
+		PG_TRY();
+		{
+			RecordFlights(done, ndone);
+			ok = true;
+		}
+		PG_CATCH();
+		{
+			/* the one-at-a-time records below say which one and why */
+			HOLD_INTERRUPTS();
+			AbortCurrentTransaction();
+			MemoryContextSwitchTo(mcxt);
+			FlushErrorState();
+			RESUME_INTERRUPTS();
+		}
+		PG_END_TRY();
+	}
+	for (int i = 0; i < ndone; i++)
+	{
+		if (ok)
+			done[i]->recorded = true;
+		else
+			(void) RecordOneFlight(done[i]);
+	}
+}
+
+/* After f's verdicts were recorded (or not): holds, counters, pauses. */
+static void
+AfterFlight(Flight *f)
+{
+	const Outcome *outs = f->outs;
+	const Verdict *verdicts = f->verdicts;
+	TimestampTz now;
+
+	if (!f->recorded)
+	{
 		next_due = 0;
 		return;
 	}
-	PG_END_TRY();
 	if (nholds > 0)
 		ReleaseHolds(f);
 
@@ -848,11 +950,11 @@ FinishFlight(Flight *f)
 
 	CountVerdicts(f, outs, verdicts);
 
-	if (fx.throttle_s >= 0)
+	if (f->fx.throttle_s >= 0)
 	{
 		bool		was_throttled = (paused_until > now);
 
-		PauseFor(Max((long) THROTTLE_MIN_MS, (long) ceil(fx.throttle_s * 1000.0)));
+		PauseFor(Max((long) THROTTLE_MIN_MS, (long) ceil(f->fx.throttle_s * 1000.0)));
 		RegistryCount(0, 0, 0, 0, 1, 0, false);
 		if (!was_throttled)
 			ereport(LOG,
@@ -860,7 +962,7 @@ FinishFlight(Flight *f)
 							timestamptz_to_str(paused_until))));
 		RegistryReport("throttled", psprintf("until %s", timestamptz_to_str(paused_until)));
 	}
-	if (fx.answered)
+	if (f->fx.answered)
 	{
 		if (host_streak > 0)
 			ereport(LOG,
@@ -868,7 +970,7 @@ FinishFlight(Flight *f)
 							host_streak, host_streak == 1 ? "" : "s")));
 		host_streak = 0;
 	}
-	else if (fx.failed)
+	else if (f->fx.failed)
 	{
 		if (host_streak == 0)
 			ereport(LOG,
@@ -889,10 +991,16 @@ FlightDone(void *tag, GraphResponse *resp, void *arg)
 	((Flight *) tag)->resp = resp;
 }
 
-/* Drive the requests in flight a little; handle those that finished. */
+/*
+ * Drive the requests in flight a little; judge those that finished and
+ * record them together.
+ */
 static void
 DriveFlights(void)
 {
+	Flight	   *done[WORKER_MAX_WINDOW];
+	int			ndone = 0;
+
 	(void) GraphMultiRun(WORKER_DRIVE_MS, FlightDone, NULL);
 
 	for (int i = 0; i < nflights;)
@@ -907,8 +1015,14 @@ DriveFlights(void)
 		flights[i] = flights[--nflights];
 		/* freed with the loop's memory, whatever happens next */
 		MemoryContextSetParent(f->cxt, LoopContext);
-		FinishFlight(f);
+		if (JudgeFlight(f))
+			done[ndone++] = f;
 	}
+	if (ndone == 0)
+		return;
+	RecordFinished(done, ndone);
+	for (int i = 0; i < ndone; i++)
+		AfterFlight(done[i]);
 }
 
 
@@ -1026,6 +1140,22 @@ edusync_worker_main(Datum main_arg)
 
 	/* losing the last outcomes in a crash only means sending them again */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Plans that cannot go wrong whatever the statistics.  The worker's
+	 * statements (outbox.c) are written for index scans and nested loops
+	 * over the few rows of one round; a plan made while the queue was
+	 * small, or from statistics that say so, must not become a scan of the
+	 * whole queue once it is large (plans are kept until the table's
+	 * definition or statistics change).  Nothing but the worker is
+	 * affected.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_sort", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_hashjoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_mergejoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_material", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* nothing to do where edusync is not installed: say so, and leave */
 	StartTransactionCommand();
