@@ -169,7 +169,10 @@ OutboxWakeAtCommit(void)
 	wake_at_commit = true;
 }
 
-/* The worker's claim (OutboxClaimDue): $1 uuid[] to leave out, $2 how many. */
+/*
+ * The worker's claim (OutboxClaimDue): $1 uuid[] to leave out, $2 how
+ * many, $3 the lowest next_attempt_at to look at.
+ */
 #define CLAIM_SQL \
 	"SELECT d.attempts, d.profile_id, d.next_attempt_at, " \
 	"d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now(), d.ctid, " \
@@ -177,7 +180,7 @@ OutboxWakeAtCommit(void)
 	"FROM (SELECT profile_id, error_id, attempts, next_attempt_at, ctid " \
 	"      FROM edusync.deliveries " \
 	"      WHERE status OPERATOR(pg_catalog.=) 'pending' " \
-	"      AND next_attempt_at IS NOT NULL " \
+	"      AND next_attempt_at OPERATOR(pg_catalog.>=) $3 " \
 	"      AND error_id OPERATOR(pg_catalog.<>) ALL ($1) " \
 	"      ORDER BY next_attempt_at LIMIT $2) d " \
 	"CROSS JOIN LATERAL " \
@@ -231,7 +234,9 @@ PrepareGeneric(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types)
  * ids in exclude[] (in flight or held back), into *rows (in the caller's
  * memory).  Returns how many, or -1 when the extension is not installed.
  * *next_due: when the next pending one not read is due (0: there may be
- * more due now; -1: none is pending).
+ * more due now; -1: none is pending).  Only rows due at from or later are
+ * looked at (-infinity: all); *first_at is when the first row read was due
+ * (DT_NOBEGIN when none was read).
  *
  * One statement does both: it walks deliveries_pending_idx in the order of
  * next_attempt_at for limit + 1 rows, and the first row it does not claim
@@ -241,29 +246,31 @@ PrepareGeneric(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types)
  * also rules out sorts and sequential scans: see worker.c).
  */
 int
-OutboxClaimDue(int limit, Datum *exclude, int nexclude, OutboxRow **rows,
-			   TimestampTz *next_due)
+OutboxClaimDue(int limit, Datum *exclude, int nexclude, TimestampTz from,
+			   OutboxRow **rows, TimestampTz *next_due, TimestampTz *first_at)
 {
 	static SPIPlanPtr claim_plan = NULL;
-	static const Oid types[] = {UUIDARRAYOID, INT4OID};
+	static const Oid types[] = {UUIDARRAYOID, INT4OID, TIMESTAMPTZOID};
 	MemoryContext outer = CurrentMemoryContext;
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	int			nread;
 	int			n = 0;
 
 	*rows = NULL;
 	*next_due = -1;
+	*first_at = DT_NOBEGIN;
 	if (!OidIsValid(get_extension_oid("edusync", true)))
 		return -1;
 
 	values[0] = PointerGetDatum(construct_array(exclude, nexclude, UUIDOID,
 												UUID_LEN, false, TYPALIGN_CHAR));
 	values[1] = Int32GetDatum(limit + 1);
+	values[2] = TimestampTzGetDatum(from);
 
 	SPI_connect();
-	PrepareGeneric(&claim_plan, CLAIM_SQL, 2, types);
-	RunSavedPlan(&claim_plan, CLAIM_SQL, 2, types, values, nulls, true, 0);
+	PrepareGeneric(&claim_plan, CLAIM_SQL, 3, types);
+	RunSavedPlan(&claim_plan, CLAIM_SQL, 3, types, values, nulls, true, 0);
 
 	nread = (int) SPI_processed;
 	*rows = MemoryContextAllocZero(outer, sizeof(OutboxRow) * Max(nread, 1));
@@ -275,6 +282,8 @@ OutboxClaimDue(int limit, Datum *exclude, int nexclude, OutboxRow **rows,
 		bool		due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		char	   *profile_id;
 
+		if (i == 0)
+			*first_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
 		if (!due || n == limit)
 		{
 			/* the first one not claimed: due now, or when? */

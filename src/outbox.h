@@ -33,7 +33,8 @@ extern void OutboxWakeAtCommit(void);
 
 /* The worker, inside a transaction with a snapshot. */
 extern int	OutboxClaimDue(int limit, Datum *exclude, int nexclude,
-						   OutboxRow **rows, TimestampTz *next_due);
+						   TimestampTz from, OutboxRow **rows,
+						   TimestampTz *next_due, TimestampTz *first_at);
 extern void OutboxRecordVerdicts(int n, const char *const *profile_ids,
 								 const pg_uuid_t *error_ids,
 								 const ItemPointerData *tids,

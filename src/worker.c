@@ -8,10 +8,12 @@
  *	  Commit wakes the worker (WorkerWake sets its latch, found through a
  *	  small struct in shared memory); without wakes it sleeps until the next
  *	  delivery is due, at most WORKER_IDLE_MS.  Each turn of its loop reads
- *	  the due deliveries in a short transaction, sends them with several
- *	  requests in flight on kept-alive connections (one error per request,
- *	  or up to 20 per $batch request when edusync.batch_size > 1), and
- *	  records each answer in its own short transaction.
+ *	  the due deliveries in a short transaction, sends them with up to
+ *	  edusync.max_in_flight requests in flight on kept-alive connections
+ *	  (multiplexed over HTTP/2 where the endpoint speaks it; one error per
+ *	  request, or up to 20 per $batch request when edusync.batch_size > 1),
+ *	  and records the answers of every request finished in the turn in one
+ *	  short transaction, with one statement.
  *
  *	  Nothing is marked before it is sent: a delivery stays 'pending' until
  *	  an answer is recorded, so a crash, a restart or a lost answer means it
@@ -158,6 +160,17 @@ static int	nflights = 0;
 static TimestampTz next_due = 0;	/* earliest pending not in flight; 0:
 									 * unknown, look now */
 static TimestampTz paused_until = 0;	/* no new request before this */
+
+/*
+ * Where the claim starts in deliveries_pending_idx: the next_attempt_at of
+ * the first row the last claim read.  Rows delivered since leave dead
+ * entries below it, which a claim from the start would walk through every
+ * time.  A row can only appear below it through a commit that wakes the
+ * worker (a transaction that started earlier, retry_failed) or a hold that
+ * ends, so a wake, a hold, a reload or an empty claim starts from the start
+ * again (DT_NOBEGIN).
+ */
+static TimestampTz claim_from = DT_NOBEGIN;
 static int	host_streak = 0;	/* failures in a row: probe mode when > 0 */
 static int	trouble_streak = 0; /* token failures or unexpected errors */
 static bool config_broken = false;	/* unsafe configuration: wait for reload */
@@ -641,6 +654,7 @@ ClaimDue(int limit, OutboxRow **rows)
 	TimestampTz now = GetCurrentTimestamp();
 	Datum	   *ids = palloc(sizeof(Datum) * (nflights * BATCH_MAX + nholds + 1));
 	TimestampTz due;
+	TimestampTz first_at;
 	TimestampTz hold_end;
 	int			nids = 0;
 	int			n;
@@ -653,8 +667,10 @@ ClaimDue(int limit, OutboxRow **rows)
 			ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
 
 	BeginWork("reading due deliveries");
-	n = OutboxClaimDue(limit, ids, nids, rows, &due);
+	n = OutboxClaimDue(limit, ids, nids, nholds > 0 ? DT_NOBEGIN : claim_from,
+					   rows, &due, &first_at);
 	EndWork(outer);
+	claim_from = (n > 0 && nholds == 0) ? first_at : DT_NOBEGIN;
 
 	if (due < 0)
 		next_due = PlusMs(GetCurrentTimestamp(), WORKER_IDLE_MS);
@@ -1017,6 +1033,8 @@ DriveFlights(void)
 		MemoryContextSetParent(f->cxt, LoopContext);
 		if (JudgeFlight(f))
 			done[ndone++] = f;
+		else
+			claim_from = DT_NOBEGIN;	/* never answered: still due */
 	}
 	if (ndone == 0)
 		return;
@@ -1042,6 +1060,7 @@ Reload(void)
 	host_streak = 0;
 	trouble_streak = 0;
 	next_due = 0;
+	claim_from = DT_NOBEGIN;
 }
 
 /*
@@ -1069,6 +1088,7 @@ Recover(void)
 			i++;
 	}
 	next_due = 0;
+	claim_from = DT_NOBEGIN;
 	reported_flights = -1;
 	PauseForTrouble();
 	RESUME_INTERRUPTS();
@@ -1100,6 +1120,7 @@ Turn(void)
 	{
 		ResetLatch(MyLatch);
 		next_due = 0;
+		claim_from = DT_NOBEGIN;
 	}
 
 	FillWindow();
