@@ -36,6 +36,7 @@
 #   ONLY         space-separated benchmark names to run (default: all of
 #                create sync bulk latency rss drain list queue)
 #   OUT          folder for results.md / results.png (default bench/)
+#   MAX_IN_FLIGHT  edusync.max_in_flight for the run (default: the setting's default)
 source "$(dirname "$0")/../test/lib.sh"
 
 QUICK=${QUICK:-0}
@@ -575,7 +576,8 @@ SAMPLES=$WORKDIR/samples.tsv
 start_nginx
 start_cluster "shared_preload_libraries = 'edusync'" "synchronous_commit = off" \
 	"autovacuum = off" "max_wal_size = 4GB" "shared_buffers = 256MB" \
-	"edusync.graph_url = 'http://127.0.0.1:$NGINX_PORT'" "edusync.bearer_token = 'bench'"
+	"edusync.graph_url = 'http://127.0.0.1:$NGINX_PORT'" "edusync.bearer_token = 'bench'" \
+	${MAX_IN_FLIGHT:+"edusync.max_in_flight = $MAX_IN_FLIGHT"}
 export PGOPTIONS="-c client_min_messages=warning"
 psql_ -f "$BENCH/setup.sql"
 cp "$BENCH"/*.sql "$WORKDIR/"
@@ -625,7 +627,7 @@ elapsed=$((SECONDS - BENCH_START))
 	echo
 	echo "Parameters: ROUNDS=$ROUNDS SECS=$SECS CLIENTS=$CLIENTS BULK_N=$BULK_N LIST_N=$LIST_N"
 	echo "DRAIN_N=$DRAIN_N DRAIN_SMALL=$DRAIN_SMALL DRAIN_LARGE=$DRAIN_LARGE QUEUE_N=$QUEUE_N"
-	echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT LAT_N=$LAT_N RSS_N=$RSS_N RSS_FIRST=$RSS_FIRST."
+	echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT LAT_N=$LAT_N RSS_N=$RSS_N RSS_FIRST=$RSS_FIRST${MAX_IN_FLIGHT:+ MAX_IN_FLIGHT=$MAX_IN_FLIGHT}."
 } >"$WORKDIR/header.md"
 mkdir -p "$OUT"
 cp "$SAMPLES" "$OUT/results.tsv"	# the raw samples, for another look
