@@ -36,6 +36,7 @@
 #   ONLY         space-separated benchmark names to run (default: all of
 #                create sync bulk latency rss drain list queue)
 #   OUT          folder for results.md / results.png (default bench/)
+#   MAX_IN_FLIGHT  edusync.max_in_flight for the run (default: the setting's default)
 source "$(dirname "$0")/../test/lib.sh"
 
 QUICK=${QUICK:-0}
@@ -402,6 +403,7 @@ drain_once() {
 		psql_ -c "DELETE FROM pg_statistic WHERE starelid IN
 			('edusync.sync_errors'::regclass, 'edusync.deliveries'::regclass)"
 	fi
+	cpu0=$(proc_cpu_ticks "$pid")
 	t0=$(date +%s.%N)
 	kill -CONT "$pid"
 	: >"$WORKDIR/paused_worker"
@@ -410,6 +412,7 @@ drain_once() {
 		[ "$SECONDS" -lt "$deadline" ] || break
 		sleep 0.05
 	done
+	cpu1=$(proc_cpu_ticks "$pid")
 	t1=$(psql_ -c "SELECT extract(epoch FROM max(delivered_at)) FROM edusync.deliveries")
 	delivered=$(psql_ -c "SELECT count(*) FROM edusync.deliveries WHERE status = 'delivered'")
 	[ "$delivered" -gt 0 ] || { echo "drain: nothing delivered in ${DRAIN_TIMEOUT}s" >&2; return 1; }
@@ -418,7 +421,14 @@ drain_once() {
 			{ echo "drain: deliveries failed" >&2; return 1; }
 		note "$label: cut short after ${DRAIN_TIMEOUT} s with $delivered of $n delivered; the rate is over those."
 	fi
+	# the worker's own CPU (user + system), from /proc, over the drain
+	[ "$delivered" -gt 0 ] && printf '%s\t%s\n' "$label" \
+		"$(python3 -c "print(round(($cpu1 - $cpu0) / $(getconf CLK_TCK) * 1e6 / $delivered, 1))")" >>"$WORKDIR/drain_cpu.tsv"
 	python3 -c "print($delivered / ($t1 - $t0))"
+}
+# utime + stime of a process, in clock ticks
+proc_cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 bench_drain() {
 	meta drain "async drain, $DRAIN_N backlog, after ANALYZE" 'worker, batch_size 1' "nginx ceiling, wrk -c4" 'errors/s' rate '≥ 5,000/s absolute'
@@ -429,6 +439,7 @@ bench_drain() {
 	meta drain_batch "async drain, $DRAIN_N backlog, fresh table, batch_size 20" 'worker, $batch of 20' 'nginx $batch ceiling × 20, wrk -c4' 'errors/s' rate '≥ 25,000/s absolute'
 	meta drain_batch_an "async drain, $DRAIN_N backlog, after ANALYZE, batch_size 20" 'worker, $batch of 20' 'nginx $batch ceiling × 20, wrk -c4' 'errors/s' rate ''
 	local r ceil bceil mid small large fresh batch batch_an
+	: >"$WORKDIR/drain_cpu.tsv"
 	for r in $(seq 1 "$ROUNDS"); do
 		ceil=$(wrk_rate "$ERRORS_PATH" "$WORKDIR/post_error.lua" 4)
 		bceil=$(wrk_rate '/$batch' "$WORKDIR/post_batch.lua" 4)
@@ -450,6 +461,10 @@ bench_drain() {
 		batch=$(drain_once "$DRAIN_N" fresh "round $r, $DRAIN_N fresh, batch_size 20")
 		batch_an=$(drain_once "$DRAIN_N" analyzed "round $r, $DRAIN_N after ANALYZE, batch_size 20")
 		set_batch_size 1
+		while IFS=$'\t' read -r label us; do
+			note "$label: worker CPU $us µs per delivery"
+		done <"$WORKDIR/drain_cpu.tsv"
+		: >"$WORKDIR/drain_cpu.tsv"
 		sample drain "$r" "$mid" "$ceil"
 		sample drain_small "$r" "$small" "$ceil"
 		sample drain_large "$r" "$large" "$ceil"
@@ -561,7 +576,8 @@ SAMPLES=$WORKDIR/samples.tsv
 start_nginx
 start_cluster "shared_preload_libraries = 'edusync'" "synchronous_commit = off" \
 	"autovacuum = off" "max_wal_size = 4GB" "shared_buffers = 256MB" \
-	"edusync.graph_url = 'http://127.0.0.1:$NGINX_PORT'" "edusync.bearer_token = 'bench'"
+	"edusync.graph_url = 'http://127.0.0.1:$NGINX_PORT'" "edusync.bearer_token = 'bench'" \
+	${MAX_IN_FLIGHT:+"edusync.max_in_flight = $MAX_IN_FLIGHT"}
 export PGOPTIONS="-c client_min_messages=warning"
 psql_ -f "$BENCH/setup.sql"
 cp "$BENCH"/*.sql "$WORKDIR/"
@@ -611,7 +627,7 @@ elapsed=$((SECONDS - BENCH_START))
 	echo
 	echo "Parameters: ROUNDS=$ROUNDS SECS=$SECS CLIENTS=$CLIENTS BULK_N=$BULK_N LIST_N=$LIST_N"
 	echo "DRAIN_N=$DRAIN_N DRAIN_SMALL=$DRAIN_SMALL DRAIN_LARGE=$DRAIN_LARGE QUEUE_N=$QUEUE_N"
-	echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT LAT_N=$LAT_N RSS_N=$RSS_N RSS_FIRST=$RSS_FIRST."
+	echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT LAT_N=$LAT_N RSS_N=$RSS_N RSS_FIRST=$RSS_FIRST${MAX_IN_FLIGHT:+ MAX_IN_FLIGHT=$MAX_IN_FLIGHT}."
 } >"$WORKDIR/header.md"
 mkdir -p "$OUT"
 cp "$SAMPLES" "$OUT/results.tsv"	# the raw samples, for another look

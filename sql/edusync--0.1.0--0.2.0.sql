@@ -130,3 +130,27 @@ REVOKE ALL ON FUNCTION edusync.create_sync_errors(pg_catalog.text, pg_catalog.js
 REVOKE ALL ON FUNCTION edusync.list_sync_errors(pg_catalog.text, pg_catalog.int4, pg_catalog.int4, pg_catalog.text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION edusync.version() FROM PUBLIC;
 REVOKE ALL ON FUNCTION edusync.worker_status() FROM PUBLIC;
+
+-- What edusync.delivery_queue counts, each from an index of its own rows:
+-- the age of the oldest pending delivery, failed ones (also what
+-- retry_failed looks for), and recent deliveries.
+CREATE INDEX deliveries_pending_age_idx ON edusync.deliveries (created_at)
+	WHERE status OPERATOR(pg_catalog.=) 'pending';
+CREATE INDEX deliveries_failed_idx ON edusync.deliveries (profile_id)
+	WHERE status OPERATOR(pg_catalog.=) 'failed';
+CREATE INDEX deliveries_delivered_idx ON edusync.deliveries (delivered_at)
+	WHERE status OPERATOR(pg_catalog.=) 'delivered';
+
+-- delivery_queue reads those indexes (same columns, same meaning); the
+-- view keeps its grants.
+CREATE OR REPLACE VIEW edusync.delivery_queue AS
+	SELECT (SELECT pg_catalog.count(*) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS pending,
+		   (SELECT pg_catalog.count(*) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'failed') AS failed,
+		   (SELECT pg_catalog.count(*) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'delivered'
+			AND d.delivered_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval)) AS delivered_last_hour,
+		   pg_catalog.now() OPERATOR(pg_catalog.-)
+		   (SELECT pg_catalog.min(d.created_at) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS oldest_pending_age;

@@ -162,6 +162,15 @@ CREATE TABLE edusync.deliveries (
 );
 CREATE INDEX deliveries_pending_idx ON edusync.deliveries (next_attempt_at)
 	WHERE status OPERATOR(pg_catalog.=) 'pending';
+-- What edusync.delivery_queue counts, each from an index of its own rows:
+-- the age of the oldest pending delivery, failed ones (also what
+-- retry_failed looks for), and recent deliveries.
+CREATE INDEX deliveries_pending_age_idx ON edusync.deliveries (created_at)
+	WHERE status OPERATOR(pg_catalog.=) 'pending';
+CREATE INDEX deliveries_failed_idx ON edusync.deliveries (profile_id)
+	WHERE status OPERATOR(pg_catalog.=) 'failed';
+CREATE INDEX deliveries_delivered_idx ON edusync.deliveries (delivered_at)
+	WHERE status OPERATOR(pg_catalog.=) 'delivered';
 COMMENT ON TABLE edusync.deliveries IS
 	'Forwarding state of each forwarded error: the outbox of async mode';
 
@@ -302,13 +311,19 @@ SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION edusync.worker_status() IS
 	'Per database, its delivery worker: state, activity, why, counters since start';
 
+-- Each column reads one partial index (see the deliveries table), never
+-- the whole table.
 CREATE VIEW edusync.delivery_queue AS
-	SELECT pg_catalog.count(*) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS pending,
-		   pg_catalog.count(*) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'failed') AS failed,
-		   pg_catalog.count(*) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'delivered'
-				AND d.delivered_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval)) AS delivered_last_hour,
-		   pg_catalog.now() OPERATOR(pg_catalog.-) (pg_catalog.min(d.created_at) FILTER (WHERE d.status OPERATOR(pg_catalog.=) 'pending')) AS oldest_pending_age
-	FROM edusync.deliveries d;
+	SELECT (SELECT pg_catalog.count(*) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS pending,
+		   (SELECT pg_catalog.count(*) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'failed') AS failed,
+		   (SELECT pg_catalog.count(*) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'delivered'
+			AND d.delivered_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval)) AS delivered_last_hour,
+		   pg_catalog.now() OPERATOR(pg_catalog.-)
+		   (SELECT pg_catalog.min(d.created_at) FROM edusync.deliveries d
+			WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS oldest_pending_age;
 COMMENT ON VIEW edusync.delivery_queue IS
 	'The forwarding queue at a glance, for monitoring';
 

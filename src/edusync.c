@@ -43,6 +43,7 @@ int			edusync_timeout_ms = 10000;
 int			edusync_max_attempts = 8;
 int			edusync_batch_size = 1;
 int			edusync_delivered_retention_s = 0;
+int			edusync_max_in_flight = 8;
 char	   *edusync_databases = NULL;
 bool		edusync_preloaded = false;
 
@@ -305,6 +306,17 @@ _PG_init(void)
 							INT_MAX,
 							PGC_SIGHUP,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("edusync.max_in_flight",
+							"Sets how many requests the delivery worker keeps in flight at once.",
+							"Also the most connections it opens to one host; over HTTP/2 the requests share one connection.",
+							&edusync_max_in_flight,
+							8,
+							1,
+							64,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("edusync.databases",

@@ -46,7 +46,6 @@
 #define GRAPH_DEFAULT_TIMEOUT_MS	10000
 #define GRAPH_MAX_RESPONSE			(16 * 1024 * 1024)
 #define GRAPH_RETRY_AFTER_MAX		3600.0	/* seconds */
-#define GRAPH_MAX_HOST_CONNECTIONS	4
 #define GRAPH_POOL_MAX				256 /* transfers in flight at once */
 
 /*
@@ -76,6 +75,7 @@ static CURLM *sync_multi = NULL;
 static GraphTransfer *sync_xfer = NULL;
 
 static CURLM *pool_multi = NULL;
+static int	pool_connections = 0;	/* CURLMOPT_MAX_HOST_CONNECTIONS set */
 static GraphTransfer **pool = NULL;
 static int	pool_size = 0;
 static int	pool_in_flight = 0;
@@ -602,8 +602,6 @@ GraphMultiCreate(bool pooled)
 				 errdetail("Could not create a libcurl multi handle.")));
 	if (pooled)
 	{
-		(void) curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-								 (long) GRAPH_MAX_HOST_CONNECTIONS);
 		(void) curl_multi_setopt(multi, CURLMOPT_PIPELINING,
 								 (long) CURLPIPE_MULTIPLEX);
 	}
@@ -750,6 +748,13 @@ GraphMultiAdd(const GraphRequest *req)
 	GraphInit();
 	if (pool_multi == NULL)
 		pool_multi = GraphMultiCreate(true);
+	/* as many connections to one host as requests may be in flight */
+	if (pool_connections != edusync_max_in_flight)
+	{
+		(void) curl_multi_setopt(pool_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+								 (long) edusync_max_in_flight);
+		pool_connections = edusync_max_in_flight;
+	}
 	xfer = GraphPoolTake();
 
 	PG_TRY();

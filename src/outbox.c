@@ -24,6 +24,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -169,122 +170,212 @@ OutboxWakeAtCommit(void)
 }
 
 /*
+ * The worker's claim (OutboxClaimDue): $1 uuid[] to leave out, $2 how
+ * many, $3 the lowest next_attempt_at to look at.
+ */
+#define CLAIM_SQL \
+	"SELECT d.attempts, d.profile_id, d.next_attempt_at, " \
+	"d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now(), d.ctid, " \
+	STORE_ERROR_COLUMNS("e.") " " \
+	"FROM (SELECT profile_id, error_id, attempts, next_attempt_at, ctid " \
+	"      FROM edusync.deliveries " \
+	"      WHERE status OPERATOR(pg_catalog.=) 'pending' " \
+	"      AND next_attempt_at OPERATOR(pg_catalog.>=) $3 " \
+	"      AND error_id OPERATOR(pg_catalog.<>) ALL ($1) " \
+	"      ORDER BY next_attempt_at LIMIT $2) d " \
+	"CROSS JOIN LATERAL " \
+	"(SELECT * FROM edusync.sync_errors s " \
+	" WHERE s.profile_id OPERATOR(pg_catalog.=) d.profile_id " \
+	" AND s.id OPERATOR(pg_catalog.=) d.error_id OFFSET 0) e " \
+	"ORDER BY d.next_attempt_at"
+
+/* The worker's record (OutboxRecordVerdicts): eight arrays. */
+#define RECORD_SQL \
+	"UPDATE edusync.deliveries d SET status = v.s, " \
+	"attempts = d.attempts OPERATOR(pg_catalog.+) 1, " \
+	"last_status = v.ls, last_error = v.le, remote_id = v.r, " \
+	"delivered_at = CASE WHEN v.s OPERATOR(pg_catalog.=) 'delivered' " \
+	"THEN pg_catalog.now() END, " \
+	"next_attempt_at = CASE WHEN v.s OPERATOR(pg_catalog.=) 'pending' " \
+	"THEN pg_catalog.now() OPERATOR(pg_catalog.+) " \
+	"pg_catalog.make_interval(secs => v.ms OPERATOR(pg_catalog./) 1000) END " \
+	"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), " \
+	"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), " \
+	"pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8)) " \
+	"AS v(p, e, s, ls, le, r, ms, t) " \
+	"WHERE d.ctid OPERATOR(pg_catalog.=) ANY ($8) " \
+	"AND d.ctid OPERATOR(pg_catalog.=) v.t " \
+	"AND pg_catalog.texteq(d.profile_id, v.p) " \
+	"AND pg_catalog.uuid_eq(d.error_id, v.e) " \
+	"AND pg_catalog.texteq(d.status, 'pending')"
+
+/*
+ * Prepare the statement of a worker's plan once, for generic plans only:
+ * its values (a LIMIT, arrays) must not make the plan cache plan it again
+ * on every run, which a custom plan looking cheaper than the generic one
+ * would.  RunSavedPlan then runs it.
+ */
+static void
+PrepareGeneric(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types)
+{
+	SPIPlanPtr	p;
+
+	if (*plan != NULL)
+		return;
+	p = SPI_prepare_cursor(sql, nargs, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
+	if (p == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(p);
+	*plan = p;
+}
+
+/*
  * Read up to limit due deliveries, oldest due first, leaving out the error
  * ids in exclude[] (in flight or held back), into *rows (in the caller's
  * memory).  Returns how many, or -1 when the extension is not installed.
  * *next_due: when the next pending one not read is due (0: there may be
- * more due now; -1: none is pending).
+ * more due now; -1: none is pending).  Only rows due at from or later are
+ * looked at (-infinity: all); *first_at is when the first row read was due
+ * (DT_NOBEGIN when none was read).
+ *
+ * One statement does both: it walks deliveries_pending_idx in the order of
+ * next_attempt_at for limit + 1 rows, and the first row it does not claim
+ * says when to look again.  Each error is fetched by its primary key (a
+ * LATERAL subquery that cannot be pulled up), so the plan touches only the
+ * rows it returns, whatever the table's size or statistics (the worker
+ * also rules out sorts and sequential scans: see worker.c).
  */
 int
-OutboxClaimDue(int limit, Datum *exclude, int nexclude, OutboxRow **rows,
-			   TimestampTz *next_due)
+OutboxClaimDue(int limit, Datum *exclude, int nexclude, TimestampTz from,
+			   OutboxRow **rows, TimestampTz *next_due, TimestampTz *first_at)
 {
 	static SPIPlanPtr claim_plan = NULL;
-	static SPIPlanPtr next_due_plan = NULL;
-	static const Oid types[] = {UUIDARRAYOID, INT4OID};
+	static const Oid types[] = {UUIDARRAYOID, INT4OID, TIMESTAMPTZOID};
 	MemoryContext outer = CurrentMemoryContext;
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
-	int			n;
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	int			nread;
+	int			n = 0;
 
 	*rows = NULL;
 	*next_due = -1;
+	*first_at = DT_NOBEGIN;
 	if (!OidIsValid(get_extension_oid("edusync", true)))
 		return -1;
 
 	values[0] = PointerGetDatum(construct_array(exclude, nexclude, UUIDOID,
 												UUID_LEN, false, TYPALIGN_CHAR));
-	values[1] = Int32GetDatum(limit);
+	values[1] = Int32GetDatum(limit + 1);
+	values[2] = TimestampTzGetDatum(from);
 
 	SPI_connect();
-	RunSavedPlan(&claim_plan,
-				 "SELECT d.attempts, d.profile_id, " STORE_ERROR_COLUMNS("e.") " "
-				 "FROM edusync.deliveries d "
-				 "JOIN edusync.sync_errors e "
-				 "ON e.profile_id OPERATOR(pg_catalog.=) d.profile_id "
-				 "AND e.id OPERATOR(pg_catalog.=) d.error_id "
-				 "WHERE d.status OPERATOR(pg_catalog.=) 'pending' "
-				 "AND d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.now() "
-				 "AND d.error_id OPERATOR(pg_catalog.<>) ALL ($1) "
-				 "ORDER BY d.next_attempt_at LIMIT $2",
-				 2, types, values, nulls, true, 0);
+	PrepareGeneric(&claim_plan, CLAIM_SQL, 3, types);
+	RunSavedPlan(&claim_plan, CLAIM_SQL, 3, types, values, nulls, true, 0);
 
-	n = (int) SPI_processed;
-	*rows = MemoryContextAllocZero(outer, sizeof(OutboxRow) * Max(n, 1));
-	for (int i = 0; i < n; i++)
+	nread = (int) SPI_processed;
+	*rows = MemoryContextAllocZero(outer, sizeof(OutboxRow) * Max(nread, 1));
+	for (int i = 0; i < nread; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		char	   *profile_id = TextColumn(tup, desc, 2, outer);
+		bool		due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		char	   *profile_id;
 
-		(*rows)[i].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		StoreRowToError(tup, desc, 3, profile_id, outer, &(*rows)[i].err);
+		if (i == 0)
+			*first_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+		if (!due || n == limit)
+		{
+			/* the first one not claimed: due now, or when? */
+			*next_due = due ? 0 :
+				DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+			break;
+		}
+		profile_id = TextColumn(tup, desc, 2, outer);
+		(*rows)[n].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		(*rows)[n].tid = *(ItemPointer) DatumGetPointer(SPI_getbinval(tup, desc, 5, &isnull));
+		StoreRowToError(tup, desc, 6, profile_id, outer, &(*rows)[n].err);
+		n++;
 	}
-
-	if (n < limit)
-	{
-		bool		isnull;
-		Datum		d;
-
-		/* every due one not excluded was read: when is the next one due? */
-		RunSavedPlan(&next_due_plan,
-					 "SELECT pg_catalog.min(next_attempt_at) FROM edusync.deliveries "
-					 "WHERE status OPERATOR(pg_catalog.=) 'pending' "
-					 "AND next_attempt_at OPERATOR(pg_catalog.>) pg_catalog.now()",
-					 0, NULL, NULL, NULL, true, 1);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-						  &isnull);
-		*next_due = isnull ? -1 : DatumGetTimestampTz(d);
-	}
-	else
-		*next_due = 0;			/* there may be more: look again */
-
 	SPI_finish();
 	return n;
 }
 
-/* Record the verdicts on n deliveries, in the caller's transaction. */
+/* A one-dimensional array of n values of type elemtype, NULLs in isnull[]. */
+static Datum
+MakeArray(Datum *elems, bool *isnull, int n, Oid elemtype)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	dims[0] = n;
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, isnull, 1, dims, lbs,
+											  elemtype, typlen, typbyval,
+											  typalign));
+}
+
+/*
+ * Record the verdicts on n deliveries, in the caller's transaction, with
+ * one statement.  Each row is found where the claim read it (tids[], a TID
+ * scan) and checked against its primary key and status, so that the work
+ * is bounded by n whatever the table's size or statistics: the checks are
+ * written as function calls, so that no index (the primary key for a full
+ * scan, a partial index on status) can stand in for the TID scan.  A row updated
+ * since it was claimed (moved by a user's UPDATE or a VACUUM FULL) is not
+ * found: its delivery stays pending and is sent again (at least once).
+ */
 void
 OutboxRecordVerdicts(int n, const char *const *profile_ids,
-					 const pg_uuid_t *error_ids, const Verdict *verdicts)
+					 const pg_uuid_t *error_ids, const ItemPointerData *tids,
+					 const Verdict *verdicts)
 {
 	static SPIPlanPtr plan = NULL;
-	static const Oid types[] = {TEXTOID, UUIDOID, TEXTOID, INT4OID, TEXTOID,
-	TEXTOID, FLOAT8OID};
+	static const Oid types[] = {TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID,
+	INT4ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID, TIDARRAYOID};
+	static const Oid elemtypes[] = {TEXTOID, UUIDOID, TEXTOID, INT4OID,
+	TEXTOID, TEXTOID, FLOAT8OID, TIDOID};
+	Datum	   *cols[8];
+	bool	   *colnulls[8];
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			m = 0;
 
-	SPI_connect();
+	for (int c = 0; c < 8; c++)
+	{
+		cols[c] = palloc(sizeof(Datum) * Max(n, 1));
+		colnulls[c] = palloc0(sizeof(bool) * Max(n, 1));
+	}
 	for (int i = 0; i < n; i++)
 	{
 		const Verdict *v = &verdicts[i];
-		Datum		values[7];
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 		if (v->status == NULL)
 			continue;			/* nothing to record */
-		values[0] = CStringGetTextDatum(profile_ids[i]);
-		values[1] = UUIDPGetDatum((pg_uuid_t *) &error_ids[i]);
-		values[2] = CStringGetTextDatum(v->status);
-		values[3] = Int32GetDatum((int32) v->last_status);
-		nulls[3] = v->last_status > 0 ? ' ' : 'n';
-		values[4] = TextParam(v->last_error, &nulls[4]);
-		values[5] = TextParam(v->remote_id, &nulls[5]);
-		values[6] = Float8GetDatum((double) v->delay_ms);
-
-		RunSavedPlan(&plan,
-					 "UPDATE edusync.deliveries SET status = $3, "
-					 "attempts = attempts OPERATOR(pg_catalog.+) 1, "
-					 "last_status = $4, last_error = $5, remote_id = $6, "
-					 "delivered_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'delivered' "
-					 "THEN pg_catalog.now() END, "
-					 "next_attempt_at = CASE WHEN $3 OPERATOR(pg_catalog.=) 'pending' "
-					 "THEN pg_catalog.now() OPERATOR(pg_catalog.+) "
-					 "pg_catalog.make_interval(secs => $7 OPERATOR(pg_catalog./) 1000) END "
-					 "WHERE profile_id OPERATOR(pg_catalog.=) $1 "
-					 "AND error_id OPERATOR(pg_catalog.=) $2 "
-					 "AND status OPERATOR(pg_catalog.=) 'pending'",
-					 7, types, values, nulls, false, 0);
+		cols[0][m] = CStringGetTextDatum(profile_ids[i]);
+		cols[1][m] = UUIDPGetDatum((pg_uuid_t *) &error_ids[i]);
+		cols[2][m] = CStringGetTextDatum(v->status);
+		cols[3][m] = Int32GetDatum((int32) v->last_status);
+		colnulls[3][m] = !(v->last_status > 0);
+		cols[4][m] = v->last_error ? CStringGetTextDatum(v->last_error) : (Datum) 0;
+		colnulls[4][m] = (v->last_error == NULL);
+		cols[5][m] = v->remote_id ? CStringGetTextDatum(v->remote_id) : (Datum) 0;
+		colnulls[5][m] = (v->remote_id == NULL);
+		cols[6][m] = Float8GetDatum((double) v->delay_ms);
+		cols[7][m] = PointerGetDatum(&tids[i]);
+		m++;
 	}
+	if (m == 0)
+		return;
+	for (int c = 0; c < 8; c++)
+		values[c] = MakeArray(cols[c], colnulls[c], m, elemtypes[c]);
+
+	SPI_connect();
+	PrepareGeneric(&plan, RECORD_SQL, 8, types);
+	RunSavedPlan(&plan, RECORD_SQL, 8, types, values, nulls, false, 0);
 	SPI_finish();
 }
 

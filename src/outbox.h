@@ -10,6 +10,8 @@
 #ifndef EDUSYNC_OUTBOX_H
 #define EDUSYNC_OUTBOX_H
 
+#include "storage/itemptr.h"
+
 #include "policy.h"
 #include "sync_error.h"
 
@@ -18,6 +20,7 @@ typedef struct OutboxRow
 {
 	EdusyncError err;
 	int			attempts;		/* sends before this one */
+	ItemPointerData tid;		/* where the claim read its row */
 } OutboxRow;
 
 /* Backends: one error's delivery row. */
@@ -33,9 +36,11 @@ extern bool OutboxSetOne(const char *profile_id, const pg_uuid_t *error_id,
 
 /* The worker, inside a transaction with a snapshot. */
 extern int	OutboxClaimDue(int limit, Datum *exclude, int nexclude,
-						   OutboxRow **rows, TimestampTz *next_due);
+						   TimestampTz from, OutboxRow **rows,
+						   TimestampTz *next_due, TimestampTz *first_at);
 extern void OutboxRecordVerdicts(int n, const char *const *profile_ids,
 								 const pg_uuid_t *error_ids,
+								 const ItemPointerData *tids,
 								 const Verdict *verdicts);
 extern uint64 OutboxPurgeDelivered(int retention_s, int limit);
 

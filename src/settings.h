@@ -37,6 +37,7 @@ extern int	edusync_timeout_ms;
 extern int	edusync_max_attempts;
 extern int	edusync_batch_size;
 extern int	edusync_delivered_retention_s;
+extern int	edusync_max_in_flight;
 extern char *edusync_databases;
 
 /* True when the library was loaded through shared_preload_libraries. */

@@ -8,10 +8,12 @@
  *	  Commit wakes the worker (WorkerWake sets its latch, found through a
  *	  small struct in shared memory); without wakes it sleeps until the next
  *	  delivery is due, at most WORKER_IDLE_MS.  Each turn of its loop reads
- *	  the due deliveries in a short transaction, sends them with several
- *	  requests in flight on kept-alive connections (one error per request,
- *	  or up to 20 per $batch request when edusync.batch_size > 1), and
- *	  records each answer in its own short transaction.
+ *	  the due deliveries in a short transaction, sends them with up to
+ *	  edusync.max_in_flight requests in flight on kept-alive connections
+ *	  (multiplexed over HTTP/2 where the endpoint speaks it; one error per
+ *	  request, or up to 20 per $batch request when edusync.batch_size > 1),
+ *	  and records the answers of every request finished in the turn in one
+ *	  short transaction, with one statement.
  *
  *	  Nothing is marked before it is sent: a delivery stays 'pending' until
  *	  an answer is recorded, so a crash, a restart or a lost answer means it
@@ -90,8 +92,7 @@
 #define WORKER_NAME				"edusync delivery worker"
 #define WORKER_IDLE_MS			10000	/* longest sleep without a wake */
 #define WORKER_DRIVE_MS			20	/* network wait between other checks */
-#define WORKER_MAX_IN_FLIGHT	4	/* requests at once (graph_client keeps
-									 * at most 4 connections to one host) */
+#define WORKER_MAX_WINDOW		64	/* largest edusync.max_in_flight */
 
 #define HOST_BACKOFF_BASE_MS	200 /* probe mode, after a failure */
 #define HOST_BACKOFF_CAP_MS		30000
@@ -111,6 +112,7 @@ typedef struct Delivery
 {
 	char	   *profile_id;
 	pg_uuid_t	error_id;
+	ItemPointerData tid;		/* its row, as the claim read it */
 	char	   *error_id_text;	/* lowercase GUID: the client-request-id */
 	int			attempts;		/* before this send */
 	char	   *url;			/* absolute; in a $batch, below graph_url */
@@ -130,6 +132,11 @@ typedef struct Flight
 	bool		refreshable;	/* its token came from client credentials */
 	uint64		token_gen;		/* which token it carried */
 	GraphResponse *resp;		/* the answer, once finished (loop memory) */
+	/* once finished: what Graph said, and what becomes of each delivery */
+	Outcome    *outs;
+	Verdict    *verdicts;
+	HostEffect	fx;
+	bool		recorded;		/* the verdicts are in the table */
 } Flight;
 
 /*
@@ -150,11 +157,22 @@ PGDLLEXPORT void edusync_worker_main(Datum main_arg);
 static Oid	worker_dbid = InvalidOid;
 static MemoryContext WorkerContext = NULL;	/* flights in flight */
 static MemoryContext LoopContext = NULL;	/* reset every turn of the loop */
-static Flight *flights[WORKER_MAX_IN_FLIGHT];
+static Flight *flights[WORKER_MAX_WINDOW];
 static int	nflights = 0;
 static TimestampTz next_due = 0;	/* earliest pending not in flight; 0:
 									 * unknown, look now */
 static TimestampTz paused_until = 0;	/* no new request before this */
+
+/*
+ * Where the claim starts in deliveries_pending_idx: the next_attempt_at of
+ * the first row the last claim read.  Rows delivered since leave dead
+ * entries below it, which a claim from the start would walk through every
+ * time.  A row can only appear below it through a commit that wakes the
+ * worker (a transaction that started earlier, retry_failed) or a hold that
+ * ends, so a wake, a hold, a reload or an empty claim starts from the start
+ * again (DT_NOBEGIN).
+ */
+static TimestampTz claim_from = DT_NOBEGIN;
 static int	host_streak = 0;	/* failures in a row: probe mode when > 0 */
 static int	trouble_streak = 0; /* token failures or unexpected errors */
 static bool config_broken = false;	/* unsafe configuration: wait for reload */
@@ -465,27 +483,47 @@ BuildDelivery(const OutboxRow *row, bool batch, Delivery *d)
 
 	d->profile_id = pstrdup(row->err.profile_id);
 	memcpy(&d->error_id, &row->err.id, sizeof(pg_uuid_t));
+	d->tid = row->tid;
 	d->error_id_text = FormatGuid(&row->err.id);
 	d->attempts = row->attempts;
 	d->body = AnswerRequestBody(&row->err);
 	d->url = batch ? BatchRelativeUrl(url) : url;
 }
 
-/* Record the verdicts on f's deliveries, in one short transaction. */
+/*
+ * Record the verdicts on the deliveries of fs[0..nf) in one short
+ * transaction, with one statement.
+ */
 static void
-RecordFlight(const Flight *f, const Verdict *verdicts)
+RecordFlights(Flight *const *fs, int nf)
 {
 	MemoryContext outer = CurrentMemoryContext;
-	const char **profile_ids = palloc(sizeof(char *) * Max(f->ndeliveries, 1));
-	pg_uuid_t  *error_ids = palloc(sizeof(pg_uuid_t) * Max(f->ndeliveries, 1));
+	int			total = 0;
+	int			k = 0;
+	const char **profile_ids;
+	pg_uuid_t  *error_ids;
+	ItemPointerData *tids;
+	Verdict    *verdicts;
 
-	for (int i = 0; i < f->ndeliveries; i++)
+	for (int i = 0; i < nf; i++)
+		total += fs[i]->ndeliveries;
+	profile_ids = palloc(sizeof(char *) * Max(total, 1));
+	error_ids = palloc(sizeof(pg_uuid_t) * Max(total, 1));
+	tids = palloc(sizeof(ItemPointerData) * Max(total, 1));
+	verdicts = palloc(sizeof(Verdict) * Max(total, 1));
+	for (int i = 0; i < nf; i++)
 	{
-		profile_ids[i] = f->deliveries[i].profile_id;
-		error_ids[i] = f->deliveries[i].error_id;
+		for (int j = 0; j < fs[i]->ndeliveries; j++)
+		{
+			profile_ids[k] = fs[i]->deliveries[j].profile_id;
+			error_ids[k] = fs[i]->deliveries[j].error_id;
+			tids[k] = fs[i]->deliveries[j].tid;
+			verdicts[k] = fs[i]->verdicts[j];
+			k++;
+		}
 	}
 	BeginWork("recording deliveries");
-	OutboxRecordVerdicts(f->ndeliveries, profile_ids, error_ids, verdicts);
+	OutboxRecordVerdicts(total, profile_ids, error_ids, tids, verdicts);
 	EndWork(outer);
 }
 
@@ -524,6 +562,7 @@ BuildFlight(Flight *f, OutboxRow *rows, int n)
 			FlushErrorState();
 			d->profile_id = rows[i].err.profile_id;
 			memcpy(&d->error_id, &rows[i].err.id, sizeof(pg_uuid_t));
+			d->tid = rows[i].tid;
 			v->status = "failed";
 			v->last_error = psprintf("could not build the request: %s",
 									 edata->message);
@@ -537,7 +576,12 @@ BuildFlight(Flight *f, OutboxRow *rows, int n)
 		PG_END_TRY();
 	}
 	if (bad.ndeliveries > 0)
-		RecordFlight(&bad, bad_verdicts);
+	{
+		Flight	   *badp = &bad;
+
+		bad.verdicts = bad_verdicts;
+		RecordFlights(&badp, 1);
+	}
 }
 
 /* Build a request for rows[0..n) and put it in flight (or record it failed). */
@@ -612,6 +656,7 @@ ClaimDue(int limit, OutboxRow **rows)
 	TimestampTz now = GetCurrentTimestamp();
 	Datum	   *ids = palloc(sizeof(Datum) * (nflights * BATCH_MAX + nholds + 1));
 	TimestampTz due;
+	TimestampTz first_at;
 	TimestampTz hold_end;
 	int			nids = 0;
 	int			n;
@@ -624,8 +669,10 @@ ClaimDue(int limit, OutboxRow **rows)
 			ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
 
 	BeginWork("reading due deliveries");
-	n = OutboxClaimDue(limit, ids, nids, rows, &due);
+	n = OutboxClaimDue(limit, ids, nids, nholds > 0 ? DT_NOBEGIN : claim_from,
+					   rows, &due, &first_at);
 	EndWork(outer);
+	claim_from = (n > 0 && nholds == 0) ? first_at : DT_NOBEGIN;
 
 	if (due < 0)
 		next_due = PlusMs(GetCurrentTimestamp(), WORKER_IDLE_MS);
@@ -639,13 +686,14 @@ ClaimDue(int limit, OutboxRow **rows)
 }
 
 /*
- * Send what is due, as far as the window allows: WORKER_MAX_IN_FLIGHT
+ * Send what is due, as far as the window allows: edusync.max_in_flight
  * requests, one in probe mode, none while paused.
  */
 static void
 FillWindow(void)
 {
-	int			window = host_streak > 0 ? 1 : WORKER_MAX_IN_FLIGHT;
+	int			window = host_streak > 0 ? 1 :
+		Min(edusync_max_in_flight, WORKER_MAX_WINDOW);
 	int			per_request = Max(1, Min(edusync_batch_size, BATCH_MAX));
 	TimestampTz now = GetCurrentTimestamp();
 	OutboxRow  *rows;
@@ -757,23 +805,24 @@ CountVerdicts(const Flight *f, const Outcome *outs, const Verdict *verdicts)
 		RegistryReport(nflights > 0 ? "sending" : "idle", NULL);
 }
 
-/* Handle a finished request: judge each delivery, record, adjust pauses. */
-static void
-FinishFlight(Flight *f)
+/*
+ * Judge each delivery of a finished request (into f->verdicts and f->fx).
+ * False when there is nothing to record: stopped for an interrupt, it was
+ * never answered and is still due, and no attempt was spent.
+ */
+static bool
+JudgeFlight(Flight *f)
 {
 	MemoryContext mcxt = CurrentMemoryContext;
 	GraphResponse *resp = f->resp;
 	Outcome    *outs;
 	Verdict    *verdicts;
-	HostEffect	fx;
-	TimestampTz now;
 
-	/* stopped for an interrupt: never answered, still due, not an attempt */
 	if (resp->aborted)
-		return;
+		return false;
 
-	outs = palloc0(sizeof(Outcome) * f->ndeliveries);
-	verdicts = palloc0(sizeof(Verdict) * f->ndeliveries);
+	outs = f->outs = palloc0(sizeof(Outcome) * f->ndeliveries);
+	verdicts = f->verdicts = palloc0(sizeof(Verdict) * f->ndeliveries);
 	PG_TRY();
 	{
 		ReadAnswers(f, resp, outs);
@@ -796,8 +845,8 @@ FinishFlight(Flight *f)
 	}
 	PG_END_TRY();
 
-	memset(&fx, 0, sizeof(fx));
-	fx.throttle_s = -1;
+	memset(&f->fx, 0, sizeof(f->fx));
+	f->fx.throttle_s = -1;
 	for (int i = 0; i < f->ndeliveries; i++)
 	{
 		/* a 401 with a token that a newer one may cure */
@@ -805,37 +854,106 @@ FinishFlight(Flight *f)
 			(f->token_gen < token_gen || !token_gen_forced);
 
 		PolicyJudge(&outs[i], f->deliveries[i].attempts, may_refresh,
-					&verdicts[i], &fx);
+					&verdicts[i], &f->fx);
 		if (verdicts[i].refresh_token && f->token_gen == token_gen)
 			refresh_pending = true;
 		if (strcmp(verdicts[i].status, "delivered") == 0 &&
 			f->token_gen == token_gen)
 			token_gen_forced = false;	/* this token works */
 	}
+	return true;
+}
+
+/*
+ * Record f's verdicts in a transaction of its own.  When that fails (a
+ * user's trigger or constraint refuses the update), say why and hold f's
+ * deliveries back rather than send them in a loop.  Returns f->recorded.
+ */
+static bool
+RecordOneFlight(Flight *f)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
 
 	PG_TRY();
 	{
-		RecordFlight(f, verdicts);
+		RecordFlights(&f, 1);
+		f->recorded = true;
 	}
 	PG_CATCH();
 	{
-		/* say why, and hold these back rather than send them in a loop */
 		HOLD_INTERRUPTS();
 		EmitErrorReport();
 		AbortCurrentTransaction();
 		MemoryContextSwitchTo(mcxt);
 		FlushErrorState();
 		RESUME_INTERRUPTS();
+		f->recorded = false;
+	}
+	PG_END_TRY();
+
+	if (!f->recorded)
+	{
 		HoldFlight(f);
 		ereport(WARNING,
 				(errmsg("edusync delivery worker could not record what Graph answered for error %s of profile \"%s\"%s",
 						f->deliveries[0].error_id_text, f->deliveries[0].profile_id,
 						f->ndeliveries > 1 ? " and the rest of its $batch" : ""),
 				 errdetail("The delivery stays pending and is sent again later, after a delay that grows each time.")));
+	}
+	return f->recorded;
+}
+
+/*
+ * Record the verdicts of every request finished in one round: all in one
+ * transaction with one statement; when that fails, one request at a time,
+ * so that only a request whose outcome cannot be recorded is held back.
+ */
+static void
+RecordFinished(Flight **done, int ndone)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	volatile bool ok = false;
+
+	if (ndone > 1)
+	{
+		PG_TRY();
+		{
+			RecordFlights(done, ndone);
+			ok = true;
+		}
+		PG_CATCH();
+		{
+			/* the one-at-a-time records below say which one and why */
+			HOLD_INTERRUPTS();
+			AbortCurrentTransaction();
+			MemoryContextSwitchTo(mcxt);
+			FlushErrorState();
+			RESUME_INTERRUPTS();
+		}
+		PG_END_TRY();
+	}
+	for (int i = 0; i < ndone; i++)
+	{
+		if (ok)
+			done[i]->recorded = true;
+		else
+			(void) RecordOneFlight(done[i]);
+	}
+}
+
+/* After f's verdicts were recorded (or not): holds, counters, pauses. */
+static void
+AfterFlight(Flight *f)
+{
+	const Outcome *outs = f->outs;
+	const Verdict *verdicts = f->verdicts;
+	TimestampTz now;
+
+	if (!f->recorded)
+	{
 		next_due = 0;
 		return;
 	}
-	PG_END_TRY();
 	if (nholds > 0)
 		ReleaseHolds(f);
 
@@ -850,11 +968,11 @@ FinishFlight(Flight *f)
 
 	CountVerdicts(f, outs, verdicts);
 
-	if (fx.throttle_s >= 0)
+	if (f->fx.throttle_s >= 0)
 	{
 		bool		was_throttled = (paused_until > now);
 
-		PauseFor(Max((long) THROTTLE_MIN_MS, (long) ceil(fx.throttle_s * 1000.0)));
+		PauseFor(Max((long) THROTTLE_MIN_MS, (long) ceil(f->fx.throttle_s * 1000.0)));
 		RegistryCount(0, 0, 0, 0, 1, 0, false);
 		if (!was_throttled)
 			ereport(LOG,
@@ -862,7 +980,7 @@ FinishFlight(Flight *f)
 							timestamptz_to_str(paused_until))));
 		RegistryReport("throttled", psprintf("until %s", timestamptz_to_str(paused_until)));
 	}
-	if (fx.answered)
+	if (f->fx.answered)
 	{
 		if (host_streak > 0)
 		{
@@ -875,7 +993,7 @@ FinishFlight(Flight *f)
 		}
 		host_streak = 0;
 	}
-	else if (fx.failed)
+	else if (f->fx.failed)
 	{
 		if (host_streak == 0)
 			ereport(LOG,
@@ -896,10 +1014,16 @@ FlightDone(void *tag, GraphResponse *resp, void *arg)
 	((Flight *) tag)->resp = resp;
 }
 
-/* Drive the requests in flight a little; handle those that finished. */
+/*
+ * Drive the requests in flight a little; judge those that finished and
+ * record them together.
+ */
 static void
 DriveFlights(void)
 {
+	Flight	   *done[WORKER_MAX_WINDOW];
+	int			ndone = 0;
+
 	(void) GraphMultiRun(WORKER_DRIVE_MS, FlightDone, NULL);
 
 	for (int i = 0; i < nflights;)
@@ -914,8 +1038,16 @@ DriveFlights(void)
 		flights[i] = flights[--nflights];
 		/* freed with the loop's memory, whatever happens next */
 		MemoryContextSetParent(f->cxt, LoopContext);
-		FinishFlight(f);
+		if (JudgeFlight(f))
+			done[ndone++] = f;
+		else
+			claim_from = DT_NOBEGIN;	/* never answered: still due */
 	}
+	if (ndone == 0)
+		return;
+	RecordFinished(done, ndone);
+	for (int i = 0; i < ndone; i++)
+		AfterFlight(done[i]);
 }
 
 
@@ -935,6 +1067,7 @@ Reload(void)
 	host_streak = 0;
 	trouble_streak = 0;
 	next_due = 0;
+	claim_from = DT_NOBEGIN;
 }
 
 /*
@@ -962,6 +1095,7 @@ Recover(void)
 			i++;
 	}
 	next_due = 0;
+	claim_from = DT_NOBEGIN;
 	reported_flights = -1;
 	PauseForTrouble();
 	RESUME_INTERRUPTS();
@@ -1013,6 +1147,7 @@ Turn(void)
 	{
 		ResetLatch(MyLatch);
 		next_due = 0;
+		claim_from = DT_NOBEGIN;
 	}
 
 	FillWindow();
@@ -1054,6 +1189,22 @@ edusync_worker_main(Datum main_arg)
 
 	/* losing the last outcomes in a crash only means sending them again */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	/*
+	 * Plans that cannot go wrong whatever the statistics.  The worker's
+	 * statements (outbox.c) are written for index scans and nested loops
+	 * over the few rows of one round; a plan made while the queue was
+	 * small, or from statistics that say so, must not become a scan of the
+	 * whole queue once it is large (plans are kept until the table's
+	 * definition or statistics change).  Nothing but the worker is
+	 * affected.
+	 */
+	SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_bitmapscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_sort", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_hashjoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_mergejoin", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("enable_material", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
 	/* nothing to do where edusync is not installed: say so, and leave */
 	StartTransactionCommand();
