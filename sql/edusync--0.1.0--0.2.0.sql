@@ -154,3 +154,6 @@ CREATE OR REPLACE VIEW edusync.delivery_queue AS
 		   pg_catalog.now() OPERATOR(pg_catalog.-)
 		   (SELECT pg_catalog.min(d.created_at) FROM edusync.deliveries d
 			WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS oldest_pending_age;
+
+-- when each delivery was last sent (NULL: never)
+ALTER TABLE edusync.deliveries ADD COLUMN last_attempt_at pg_catalog.timestamptz;

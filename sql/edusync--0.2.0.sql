@@ -156,6 +156,7 @@ CREATE TABLE edusync.deliveries (
 	remote_id		pg_catalog.text,
 	delivered_at	pg_catalog.timestamptz,
 	created_at		pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	last_attempt_at pg_catalog.timestamptz,
 	PRIMARY KEY (profile_id, error_id),
 	FOREIGN KEY (profile_id, error_id)
 		REFERENCES edusync.sync_errors (profile_id, id) ON DELETE CASCADE

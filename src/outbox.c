@@ -75,8 +75,9 @@ OutboxRecordDelivered(const EdusyncError *err, int attempts, long status,
 	SPI_connect();
 	RunSavedPlan(&plan,
 				 "INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, "
-				 "next_attempt_at, last_status, remote_id, delivered_at) "
-				 "VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now()) "
+				 "next_attempt_at, last_status, remote_id, delivered_at, last_attempt_at) "
+				 "VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now(), "
+				 "pg_catalog.now()) "
 				 "ON CONFLICT (profile_id, error_id) DO NOTHING",
 				 5, types, values, nulls, false, 0);
 	SPI_finish();
@@ -193,6 +194,7 @@ OutboxWakeAtCommit(void)
 #define RECORD_SQL \
 	"UPDATE edusync.deliveries d SET status = v.s, " \
 	"attempts = d.attempts OPERATOR(pg_catalog.+) 1, " \
+	"last_attempt_at = pg_catalog.now(), " \
 	"last_status = v.ls, last_error = v.le, remote_id = v.r, " \
 	"delivered_at = CASE WHEN v.s OPERATOR(pg_catalog.=) 'delivered' " \
 	"THEN pg_catalog.now() END, " \
@@ -477,4 +479,36 @@ OutboxPurgeDelivered(int retention_s, int limit)
 	n = SPI_processed;
 	SPI_finish();
 	return n;
+}
+
+/*
+ * Say on n pending deliveries why they wait (the token endpoint, an
+ * unusable configuration), spending no attempt; in the caller's
+ * transaction.
+ */
+void
+OutboxNoteWaiting(int n, const char *const *profile_ids,
+				  const pg_uuid_t *error_ids, const char *reason)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[] = {TEXTOID, UUIDOID, TEXTOID};
+
+	SPI_connect();
+	for (int i = 0; i < n; i++)
+	{
+		Datum		values[3];
+		char		nulls[3] = {' ', ' ', ' '};
+
+		values[0] = CStringGetTextDatum(profile_ids[i]);
+		values[1] = UUIDPGetDatum((pg_uuid_t *) &error_ids[i]);
+		values[2] = CStringGetTextDatum(reason);
+		RunSavedPlan(&plan,
+					 "UPDATE edusync.deliveries SET last_error = $3 "
+					 "WHERE profile_id OPERATOR(pg_catalog.=) $1 "
+					 "AND error_id OPERATOR(pg_catalog.=) $2 "
+					 "AND status OPERATOR(pg_catalog.=) 'pending' "
+					 "AND last_error IS DISTINCT FROM $3",
+					 3, types, values, nulls, false, 0);
+	}
+	SPI_finish();
 }

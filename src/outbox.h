@@ -43,5 +43,7 @@ extern void OutboxRecordVerdicts(int n, const char *const *profile_ids,
 								 const ItemPointerData *tids,
 								 const Verdict *verdicts);
 extern uint64 OutboxPurgeDelivered(int retention_s, int limit);
+extern void OutboxNoteWaiting(int n, const char *const *profile_ids,
+							  const pg_uuid_t *error_ids, const char *reason);
 
 #endif							/* EDUSYNC_OUTBOX_H */

@@ -184,6 +184,7 @@ static bool refresh_pending = false;	/* refresh the token before the next
 static int	reported_flights = -1;	/* what pg_stat_activity shows */
 static Hold holds[HOLD_MAX];
 static int	nholds = 0;
+static char waiting_reason[256] = "";	/* why deliveries wait, if they do */
 
 
 /*
@@ -384,6 +385,8 @@ PauseForUnsafeConfig(MemoryContext mcxt)
 	FlushErrorState();
 	config_broken = true;
 	RegistryReport("paused", psprintf("configuration: %s", edata->message));
+	strlcpy(waiting_reason, psprintf("configuration: %s", edata->message),
+			sizeof(waiting_reason));
 	ereport(WARNING,
 			(errcode(edata->sqlerrcode),
 			 errmsg("edusync delivery worker paused: %s", edata->message),
@@ -460,6 +463,8 @@ GetToken(const char **token, bool *refreshable)
 	if (ts != TOKEN_OK)
 	{
 		RegistryReport("paused", psprintf("token: %s", detail ? detail : "no detail"));
+		strlcpy(waiting_reason, psprintf("token: %s", detail ? detail : "no detail"),
+				sizeof(waiting_reason));
 		ereport(WARNING,
 				(errcode(ERRCODE_CONNECTION_FAILURE),
 				 errmsg("edusync delivery worker could not obtain a token for Graph"),
@@ -686,6 +691,28 @@ ClaimDue(int limit, OutboxRow **rows)
 }
 
 /*
+ * Say on the deliveries just read why they wait (waiting_reason), so that
+ * a row held by token or configuration trouble tells why; best effort.
+ */
+static void
+NoteWaiting(OutboxRow *rows, int n)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+	const char **profile_ids = palloc(sizeof(char *) * n);
+	pg_uuid_t  *error_ids = palloc(sizeof(pg_uuid_t) * n);
+
+	for (int i = 0; i < n; i++)
+	{
+		profile_ids[i] = rows[i].err.profile_id;
+		error_ids[i] = rows[i].err.id;
+	}
+	BeginWork("noting why deliveries wait");
+	OutboxNoteWaiting(n, profile_ids, error_ids,
+					  psprintf("waiting: %s", waiting_reason));
+	EndWork(mcxt);
+}
+
+/*
  * Send what is due, as far as the window allows: edusync.max_in_flight
  * requests, one in probe mode, none while paused.
  */
@@ -721,6 +748,7 @@ FillWindow(void)
 
 	if (!GetToken(&token, &refreshable))
 	{
+		NoteWaiting(rows, n);
 		next_due = 0;			/* what was read is still due */
 		return;
 	}

@@ -269,9 +269,16 @@ is(scalar($graph->requests(kind => 'errors')), 1, 'no send without a token');
 like(slurp_file($node->logfile),
 	qr/WARNING:  edusync delivery worker could not obtain a token for Graph\n.*DETAIL:  .*invalid_client/,
 	'the worker says why');
+ok($node->poll_query_until('postgres',
+		"SELECT last_error LIKE 'waiting: token: %invalid_client%' FROM edusync.deliveries WHERE error_id = '$third'"),
+	'and so does the held row');
+like($node->safe_psql('postgres', q{SELECT detail FROM edusync.worker_status() WHERE datname = 'postgres'}),
+	qr/^token: .*invalid_client/, 'and worker_status()');
 $graph->config(client_secret => $CLIENT_SECRET);
 ok(wait_query("SELECT status FROM edusync.deliveries WHERE error_id = '$third'", 'delivered', 15),
 	'delivered once the token endpoint accepts the secret again');
+is(delivery($third, "last_attempt_at >= created_at AND last_attempt_at <= delivered_at"), 't',
+	'last_attempt_at is when it was last sent');
 
 # --- a 403 is retried with backoff and fails after max_attempts
 $node->safe_psql('postgres', 'ALTER SYSTEM SET edusync.max_attempts = 3');

@@ -71,7 +71,9 @@ my $dump_data = q{
 	SET TimeZone = 'UTC';
 	SELECT 'profile|' || p::text FROM edusync.sync_profiles p
 	UNION ALL SELECT 'error|' || e::text FROM edusync.sync_errors e
-	UNION ALL SELECT 'delivery|' || d::text FROM edusync.deliveries d
+	UNION ALL SELECT 'delivery|' || (d.profile_id, d.error_id, d.status, d.attempts,
+		d.next_attempt_at, d.last_status, d.last_error, d.remote_id, d.delivered_at,
+		d.created_at)::text FROM edusync.deliveries d
 	ORDER BY 1};
 my $before = $node->safe_psql('old_db', $dump_data);
 is(scalar(() = $before =~ /\n/g), 7, 'eight rows stored under 0.1.0');
@@ -82,6 +84,9 @@ is($node->safe_psql('old_db',
 		q{SELECT extversion FROM pg_extension WHERE extname = 'edusync'}),
 	'0.2.0', 'ALTER EXTENSION edusync UPDATE reaches 0.2.0');
 is($node->safe_psql('old_db', $dump_data), $before, 'every row survives the update');
+is($node->safe_psql('old_db',
+		'SELECT count(*) FROM edusync.deliveries WHERE last_attempt_at IS NULL'), '3',
+	'the new column last_attempt_at is NULL for rows from 0.1.0');
 is($node->safe_psql('old_db', 'SELECT edusync.version()'), '0.2.0', 'version() answers');
 is($node->safe_psql('old_db',
 		q{SELECT edusync.get_sync_error('p1', '11111111-1111-4111-8111-111111111111')->>'recordedDateTime'}),
