@@ -47,12 +47,10 @@ OutboxEnqueue(const EdusyncError *err)
 
 	values[0] = CStringGetTextDatum(err->profile_id);
 	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
-	SPI_connect();
-	RunSavedPlan(&plan,
+	(void) RunSavedStatement(&plan,
 				 "INSERT INTO edusync.deliveries (profile_id, error_id) VALUES ($1, $2) "
 				 "ON CONFLICT (profile_id, error_id) DO NOTHING",
 				 2, types, values, nulls, false, 0);
-	SPI_finish();
 	OutboxWakeAtCommit();
 }
 
@@ -72,15 +70,13 @@ OutboxRecordDelivered(const EdusyncError *err, int attempts, long status,
 	values[3] = Int32GetDatum((int32) status);
 	values[4] = TextParam(remote_id, &nulls[4]);
 
-	SPI_connect();
-	RunSavedPlan(&plan,
+	(void) RunSavedStatement(&plan,
 				 "INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, "
 				 "next_attempt_at, last_status, remote_id, delivered_at, last_attempt_at) "
 				 "VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now(), "
 				 "pg_catalog.now()) "
 				 "ON CONFLICT (profile_id, error_id) DO NOTHING",
 				 5, types, values, nulls, false, 0);
-	SPI_finish();
 }
 
 /* Was the error ever handed to forwarding (is there a delivery row)? */
@@ -95,14 +91,11 @@ OutboxHasDelivery(const EdusyncError *err)
 
 	values[0] = CStringGetTextDatum(err->profile_id);
 	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
-	SPI_connect();
-	RunSavedPlan(&plan,
+	found = (RunSavedStatement(&plan,
 				 "SELECT 1 FROM edusync.deliveries "
 				 "WHERE profile_id OPERATOR(pg_catalog.=) $1 "
 				 "AND error_id OPERATOR(pg_catalog.=) $2",
-				 2, types, values, nulls, false, 1);
-	found = (SPI_processed == 1);
-	SPI_finish();
+				 2, types, values, nulls, false, 1) == 1);
 	return found;
 }
 
@@ -121,15 +114,12 @@ OutboxRetryFailed(const char *profile_id)
 	uint64		n;
 
 	values[0] = TextParam(profile_id, &nulls[0]);
-	SPI_connect();
-	RunSavedPlan(&plan,
+	n = RunSavedStatement(&plan,
 				 "UPDATE edusync.deliveries "
 				 "SET status = 'pending', attempts = 0, next_attempt_at = pg_catalog.now() "
 				 "WHERE status OPERATOR(pg_catalog.=) 'failed' "
 				 "AND ($1 IS NULL OR profile_id OPERATOR(pg_catalog.=) $1)",
 				 1, types, values, nulls, false, 0);
-	n = SPI_processed;
-	SPI_finish();
 	if (n > 0)
 		OutboxWakeAtCommit();
 	return n;
@@ -397,16 +387,13 @@ OutboxQueueUnsent(const char *profile_id, Datum ids, bool all)
 	values[0] = CStringGetTextDatum(profile_id);
 	values[1] = ids;
 	nulls[1] = all ? 'n' : ' ';
-	SPI_connect();
-	RunSavedPlan(&plan,
+	n = RunSavedStatement(&plan,
 				 "INSERT INTO edusync.deliveries (profile_id, error_id) "
 				 "SELECT e.profile_id, e.id FROM edusync.sync_errors e "
 				 "WHERE e.profile_id OPERATOR(pg_catalog.=) $1 "
 				 "AND ($2 IS NULL OR e.id OPERATOR(pg_catalog.=) ANY ($2)) "
 				 "ON CONFLICT (profile_id, error_id) DO NOTHING",
 				 2, types, values, nulls, false, 0);
-	n = SPI_processed;
-	SPI_finish();
 	if (n > 0)
 		OutboxWakeAtCommit();
 	return n;
@@ -431,8 +418,7 @@ OutboxSetOne(const char *profile_id, const pg_uuid_t *error_id,
 	values[1] = UUIDPGetDatum((pg_uuid_t *) error_id);
 	values[2] = CStringGetTextDatum(from_status);
 	values[3] = TextParam(reason, &nulls[3]);
-	SPI_connect();
-	RunSavedPlan(&plan,
+	found = (RunSavedStatement(&plan,
 				 "UPDATE edusync.deliveries SET "
 				 "status = CASE WHEN $3 OPERATOR(pg_catalog.=) 'failed' "
 				 "THEN 'pending' ELSE 'failed' END, "
@@ -444,9 +430,7 @@ OutboxSetOne(const char *profile_id, const pg_uuid_t *error_id,
 				 "WHERE profile_id OPERATOR(pg_catalog.=) $1 "
 				 "AND error_id OPERATOR(pg_catalog.=) $2 "
 				 "AND status OPERATOR(pg_catalog.=) $3",
-				 4, types, values, nulls, false, 0);
-	found = (SPI_processed == 1);
-	SPI_finish();
+				 4, types, values, nulls, false, 0) == 1);
 	if (found && strcmp(from_status, "failed") == 0)
 		OutboxWakeAtCommit();
 	return found;
@@ -467,8 +451,7 @@ OutboxPurgeDelivered(int retention_s, int limit)
 
 	values[0] = Float8GetDatum((double) retention_s);
 	values[1] = Int32GetDatum(limit);
-	SPI_connect();
-	RunSavedPlan(&plan,
+	n = RunSavedStatement(&plan,
 				 "DELETE FROM edusync.deliveries WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "SELECT ctid FROM edusync.deliveries "
 				 "WHERE status OPERATOR(pg_catalog.=) 'delivered' "
@@ -476,8 +459,6 @@ OutboxPurgeDelivered(int retention_s, int limit)
 				 "OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)) "
 				 "LIMIT $2))",
 				 2, types, values, nulls, false, 0);
-	n = SPI_processed;
-	SPI_finish();
 	return n;
 }
 

@@ -38,6 +38,24 @@ RunSavedPlan(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types,
 	return ret;
 }
 
+/*
+ * Run one statement from a saved plan in its own SPI connection; returns
+ * how many rows it processed.
+ */
+static inline uint64
+RunSavedStatement(SPIPlanPtr *plan, const char *sql, int nargs,
+				  const Oid *types, Datum *values, const char *nulls,
+				  bool read_only, long count)
+{
+	uint64		n;
+
+	SPI_connect();
+	RunSavedPlan(plan, sql, nargs, types, values, nulls, read_only, count);
+	n = SPI_processed;
+	SPI_finish();
+	return n;
+}
+
 /* A text parameter, or a null flag for NULL. */
 static inline Datum
 TextParam(const char *s, char *null)

@@ -107,12 +107,9 @@ StoreProfileExists(const char *profile_id)
 	bool		found;
 
 	values[0] = TextParam(profile_id, &nulls[0]);
-	SPI_connect();
-	RunSavedPlan(&profile_plan,
+	found = (RunSavedStatement(&profile_plan,
 			"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1",
-			1, types, values, nulls, true, 1);
-	found = (SPI_processed == 1);
-	SPI_finish();
+			1, types, values, nulls, true, 1) == 1);
 	return found;
 }
 
