@@ -101,11 +101,7 @@ LinkBase(void)
 {
 	const char *base = (edusync_graph_url != NULL && edusync_graph_url[0] != '\0') ?
 		edusync_graph_url : GRAPH_DOCUMENTED_BASE;
-	size_t		n = strlen(base);
-
-	while (n > 0 && base[n - 1] == '/')
-		n--;
-	return pnstrdup(base, n);
+	return pnstrdup(base, GraphBaseLength(base));
 }
 
 /* The link to a profile's errors collection (LinkBase + errors_path). */

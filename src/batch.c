@@ -17,6 +17,7 @@
 
 #include "batch.h"
 #include "graph_client.h"
+#include "graph_url.h"
 #include "remote.h"
 #include "settings.h"
 
@@ -43,10 +44,8 @@ typedef struct BatchRead
 char *
 BatchRelativeUrl(const char *url)
 {
-	size_t		base = strlen(edusync_graph_url);
+	size_t		base = GraphBaseLength(edusync_graph_url);
 
-	while (base > 0 && edusync_graph_url[base - 1] == '/')
-		base--;
 	if (strncmp(url, edusync_graph_url, base) != 0 || url[base] != '/')
 		elog(ERROR, "errors URL does not start with graph_url");
 	return pstrdup(url + base);

@@ -86,14 +86,11 @@ static bool
 CheckErrorsPath(char **newval, void **extra, GucSource source)
 {
 	const char *path = *newval;
-	const char *slot;
-	const char *problem;
+	const char *slot = NULL;
+	const char *problem = GraphErrorsPathProblem(path, &slot);
 
-	if (path == NULL || path[0] != '/')
-		return RefuseUrl("The path must start with \"/\".");
-	slot = strstr(path, "{profile_id}");
-	if (slot == NULL || strstr(slot + 1, "{profile_id}") != NULL)
-		return RefuseUrl("The path must contain \"{profile_id}\" exactly once.");
+	if (problem != NULL)
+		return RefuseUrl(problem);
 	problem = GraphUrlProblem(psprintf("https://graph.invalid%.*sp%s",
 									   (int) (slot - path), path,
 									   slot + strlen("{profile_id}")),

@@ -35,8 +35,6 @@
 #define ERRCODE_GRAPH_AUTH		MAKE_SQLSTATE('Y','G','0','0','3')
 
 
-static void RequireEndpoint(void);
-
 /* Raise 55000 unless the library was preloaded (the contract says why). */
 static void
 RequirePreload(void)
@@ -72,6 +70,18 @@ RequireWorker(void)
 			 errhint("Add this database to edusync.databases (or empty it) and reload, or use edusync.forward = 'sync' here.")));
 }
 
+
+/* Raise 55000 unless an endpoint is configured: no default points at Graph. */
+static void
+RequireEndpoint(void)
+{
+	if (edusync_graph_url == NULL || edusync_graph_url[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("forwarding needs an endpoint, and edusync.graph_url is empty"),
+				 errhint("Set edusync.graph_url in postgresql.conf (Graph itself is https://graph.microsoft.com/beta) and reload.")));
+}
+
 /*
  * Refuse (55000) to queue an error for the delivery worker unless the
  * library is preloaded, an endpoint is set and a worker serves this
@@ -83,17 +93,6 @@ ForwardRequireAsync(void)
 	RequirePreload();
 	RequireEndpoint();
 	RequireWorker();
-}
-
-/* Raise 55000 unless an endpoint is configured: no default points at Graph. */
-static void
-RequireEndpoint(void)
-{
-	if (edusync_graph_url == NULL || edusync_graph_url[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("forwarding needs an endpoint, and edusync.graph_url is empty"),
-				 errhint("Set edusync.graph_url in postgresql.conf (Graph itself is https://graph.microsoft.com/beta) and reload.")));
 }
 
 /* Milliseconds left until deadline (never negative). */

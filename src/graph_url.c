@@ -262,14 +262,41 @@ GraphBaseUrl(size_t *len)
 {
 	const char *base = edusync_graph_url;
 	char	   *host;
-	size_t		n;
 
 	host = GraphCheckUrlInternal(base, "edusync.graph_url", false);
-	n = strlen(base);
+	*len = GraphBaseLength(base);
+	return host;
+}
+
+/* Length of a base URL without its trailing slashes. */
+size_t
+GraphBaseLength(const char *base)
+{
+	size_t		n = strlen(base);
+
 	while (n > 0 && base[n - 1] == '/')
 		n--;
-	*len = n;
-	return host;
+	return n;
+}
+
+/*
+ * What is wrong with an errors_path's shape, as a sentence; NULL when it
+ * starts with "/" and holds {profile_id} exactly once (then *slot, if asked
+ * for, points at it).  Never raises: the check hook uses it too.
+ */
+const char *
+GraphErrorsPathProblem(const char *path, const char **slot)
+{
+	const char *s;
+
+	if (path == NULL || path[0] != '/')
+		return "The path must start with \"/\".";
+	s = strstr(path, GRAPH_PROFILE_PLACEHOLDER);
+	if (s == NULL || strstr(s + 1, GRAPH_PROFILE_PLACEHOLDER) != NULL)
+		return "The path must contain \"{profile_id}\" exactly once.";
+	if (slot)
+		*slot = s;
+	return NULL;
 }
 
 /*
@@ -280,8 +307,9 @@ char *
 GraphErrorsUrl(const char *profile_id)
 {
 	const char *path = edusync_errors_path;
-	const char *slot;
+	const char *slot = NULL;
 	const char *after;
+	const char *problem;
 	char	   *base_host;
 	char	   *host;
 	char	   *escaped;
@@ -295,14 +323,9 @@ GraphErrorsUrl(const char *profile_id)
 
 	base_host = GraphBaseUrl(&base_len);
 
-	if (path == NULL || path[0] != '/')
-		GraphRefuseUrl("edusync.errors_path",
-					   "The path must start with \"/\".");
-	slot = strstr(path, GRAPH_PROFILE_PLACEHOLDER);
-	if (slot == NULL ||
-		strstr(slot + 1, GRAPH_PROFILE_PLACEHOLDER) != NULL)
-		GraphRefuseUrl("edusync.errors_path",
-					   "The path must contain \"{profile_id}\" exactly once.");
+	problem = GraphErrorsPathProblem(path, &slot);
+	if (problem != NULL)
+		GraphRefuseUrl("edusync.errors_path", problem);
 	after = slot + strlen(GRAPH_PROFILE_PLACEHOLDER);
 
 	escaped = GraphEscapeSegment(profile_id);

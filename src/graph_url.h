@@ -15,6 +15,8 @@
 extern const char *GraphUrlProblem(const char *url, bool allow_query,
 								   char **host);
 extern void GraphCheckSendUrl(const char *url);
+extern size_t GraphBaseLength(const char *base);
+extern const char *GraphErrorsPathProblem(const char *path, const char **slot);
 extern char *GraphErrorsUrl(const char *profile_id);	/* graph_url +
 														 * errors_path */
 extern char *GraphBatchUrl(void);	/* graph_url + "/$batch" */

@@ -202,24 +202,10 @@ OutboxWakeAtCommit(void)
 	"AND pg_catalog.texteq(d.status, 'pending')"
 
 /*
- * Prepare the statement of a worker's plan once, for generic plans only:
- * its values (a LIMIT, arrays) must not make the plan cache plan it again
- * on every run, which a custom plan looking cheaper than the generic one
- * would.  RunSavedPlan then runs it.
+ * The worker's plans are generic (CURSOR_OPT_GENERIC_PLAN): their values (a
+ * LIMIT, arrays) must not make the plan cache plan them again on every run,
+ * which a custom plan looking cheaper than the generic one would.
  */
-static void
-PrepareGeneric(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types)
-{
-	SPIPlanPtr	p;
-
-	if (*plan != NULL)
-		return;
-	p = SPI_prepare_cursor(sql, nargs, (Oid *) types, CURSOR_OPT_GENERIC_PLAN);
-	if (p == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	SPI_keepplan(p);
-	*plan = p;
-}
 
 /*
  * Read up to limit due deliveries, oldest due first, leaving out the error
@@ -261,7 +247,7 @@ OutboxClaimDue(int limit, Datum *exclude, int nexclude, TimestampTz from,
 	values[2] = TimestampTzGetDatum(from);
 
 	SPI_connect();
-	PrepareGeneric(&claim_plan, CLAIM_SQL, 3, types);
+	PrepareSavedPlan(&claim_plan, CLAIM_SQL, 3, types, CURSOR_OPT_GENERIC_PLAN);
 	RunSavedPlan(&claim_plan, CLAIM_SQL, 3, types, values, nulls, true, 0);
 
 	nread = (int) SPI_processed;
@@ -366,7 +352,7 @@ OutboxRecordVerdicts(int n, const char *const *profile_ids,
 		values[c] = MakeArray(cols[c], colnulls[c], m, elemtypes[c]);
 
 	SPI_connect();
-	PrepareGeneric(&plan, RECORD_SQL, 8, types);
+	PrepareSavedPlan(&plan, RECORD_SQL, 8, types, CURSOR_OPT_GENERIC_PLAN);
 	RunSavedPlan(&plan, RECORD_SQL, 8, types, values, nulls, false, 0);
 	SPI_finish();
 }

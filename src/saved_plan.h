@@ -13,6 +13,26 @@
 #include "utils/builtins.h"
 
 /*
+ * Prepare a statement once and keep its plan for the process; a plan
+ * already there is kept.  cursor_options: e.g. CURSOR_OPT_GENERIC_PLAN for
+ * a plan that must not be planned again for each run's values.
+ */
+static inline void
+PrepareSavedPlan(SPIPlanPtr *plan, const char *sql, int nargs,
+				 const Oid *types, int cursor_options)
+{
+	SPIPlanPtr	p;
+
+	if (*plan != NULL)
+		return;
+	p = SPI_prepare_cursor(sql, nargs, (Oid *) types, cursor_options);
+	if (p == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	SPI_keepplan(p);
+	*plan = p;
+}
+
+/*
  * Run a statement from a plan prepared on first use and kept for the
  * process.  The caller is connected to SPI.
  */
@@ -22,16 +42,7 @@ RunSavedPlan(SPIPlanPtr *plan, const char *sql, int nargs, const Oid *types,
 {
 	int			ret;
 
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, (Oid *) types);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s",
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
+	PrepareSavedPlan(plan, sql, nargs, types, 0);
 	ret = SPI_execute_plan(*plan, values, nulls, read_only, count);
 	if (ret < 0)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(ret));

@@ -1,12 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  The delivery worker of async mode: a background worker that sends the
- *	  errors queued in edusync.deliveries to Graph after their transaction
+ *	  The delivery worker of async mode, one per database (the launcher,
+ *	  launcher.c, starts it): a background worker that sends the errors
+ *	  queued in edusync.deliveries to Graph after their transaction
  *	  commits, and records what Graph answered.
  *
- *	  Commit wakes the worker (WorkerWake sets its latch, found through a
- *	  small struct in shared memory); without wakes it sleeps until the next
+ *	  Commit wakes the worker (RegistryWakeWorker sets its latch, found in
+ *	  its database's slot in shared memory); without wakes it sleeps until the next
  *	  delivery is due, at most WORKER_IDLE_MS.  Each turn of its loop reads
  *	  the due deliveries in a short transaction, sends them with up to
  *	  edusync.max_in_flight requests in flight on kept-alive connections
