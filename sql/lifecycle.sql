@@ -57,6 +57,37 @@ SELECT edusync.create_sync_error('p1', 'Student', 'c', 'evil')->>'errorMessage';
 SELECT count(*) AS evil_rows FROM regress_evil.sync_errors;
 RESET search_path;
 SELECT count(*) AS stored FROM edusync.sync_errors WHERE error_message = 'evil';
+-- Nor do operators and functions that shadow pg_catalog's, put first by the
+-- caller: every entry point runs as the extension's owner, with its names
+-- qualified and the search path pinned (no SET clause on the functions).
+CREATE FUNCTION regress_evil.evil_texteq(text, text) RETURNS boolean
+	LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'regress_evil.= (text) ran'; END$$;
+CREATE OPERATOR regress_evil.= (LEFTARG = text, RIGHTARG = text,
+	FUNCTION = regress_evil.evil_texteq);
+CREATE FUNCTION regress_evil.evil_uuideq(uuid, uuid) RETURNS boolean
+	LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'regress_evil.= (uuid) ran'; END$$;
+CREATE OPERATOR regress_evil.= (LEFTARG = uuid, RIGHTARG = uuid,
+	FUNCTION = regress_evil.evil_uuideq);
+CREATE FUNCTION regress_evil.unnest(anyarray) RETURNS SETOF anyelement
+	LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'regress_evil.unnest ran'; END$$;
+CREATE FUNCTION regress_evil.length(text) RETURNS integer
+	LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'regress_evil.length ran'; END$$;
+SELECT p.proname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+	WHERE p.pronamespace = 'edusync'::regnamespace AND l.lanname = 'c'
+	AND p.prosecdef AND p.proconfig IS NOT NULL;
+SET search_path = regress_evil, pg_catalog, public;
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'shadowed',
+	id => 'a0000000-0000-4000-8000-00000000000a')->>'errorMessage';
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'shadowed',
+	id => 'a0000000-0000-4000-8000-00000000000a')->>'errorMessage' AS replayed;
+SELECT edusync.create_sync_error('p1', '{"entryType": "Student", "errorCode": "c",
+	"errorMessage": "shadowed body"}')->>'errorMessage';
+SELECT count(*) FROM edusync.create_sync_errors('p1', '[{"entryType": "Student",
+	"errorCode": "c", "errorMessage": "shadowed bulk"}]');
+SELECT edusync.get_sync_error('p1', 'a0000000-0000-4000-8000-00000000000a')->>'errorMessage';
+SELECT jsonb_array_length(edusync.list_sync_errors('p1', 1, 0)->'value') AS page;
+SELECT edusync.create_sync_error('nope', 'Student', 'c', 'm');
+RESET search_path;
 
 -- DROP EXTENSION takes everything but the (now empty) schema; CREATE
 -- EXTENSION works again, also in the same session (whose prepared plans

@@ -88,6 +88,25 @@ RequireKnownSql(void)
 	checked = true;
 }
 
+/*
+ * Run work, the body of a SECURITY DEFINER entry point, with the search path
+ * pinned (compat.h's PinSearchPath: pg_catalog only) and the SQL version
+ * checked.  Every statement edusync runs qualifies its names as well; the
+ * pin keeps anything else the call may look up by name from following the
+ * caller's search_path, as the functions run as the extension's owner.
+ */
+static Datum
+DefinerCall(Datum (*work) (FunctionCallInfo), FunctionCallInfo fcinfo)
+{
+	int			pin = PinSearchPath();
+	Datum		result;
+
+	RequireKnownSql();
+	result = work(fcinfo);
+	UnpinSearchPath(pin);
+	return result;
+}
+
 /* Graph's own base URL: links in answers use it when none is configured. */
 #define GRAPH_DOCUMENTED_BASE	"https://graph.microsoft.com/beta"
 
@@ -179,15 +198,13 @@ CreateError(EdusyncError *err)
 	PG_RETURN_JSONB_P(answer);
 }
 
-PG_FUNCTION_INFO_V1(create_sync_error_body);
 
 /* create_sync_error(profile_id text, body jsonb) */
-Datum
-create_sync_error_body(PG_FUNCTION_ARGS)
+static Datum
+CreateFromBody(FunctionCallInfo fcinfo)
 {
 	EdusyncError err;
 
-	RequireKnownSql();
 	memset(&err, 0, sizeof(err));
 	err.profile_id = ProfileIdArg(fcinfo);
 	if (PG_ARGISNULL(1))
@@ -198,7 +215,14 @@ create_sync_error_body(PG_FUNCTION_ARGS)
 	return CreateError(&err);
 }
 
-PG_FUNCTION_INFO_V1(create_sync_error_args);
+PG_FUNCTION_INFO_V1(create_sync_error_body);
+
+Datum
+create_sync_error_body(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(CreateFromBody, fcinfo);
+}
+
 
 /*
  * create_sync_error(profile_id, entry_type, error_code, error_message,
@@ -208,12 +232,11 @@ PG_FUNCTION_INFO_V1(create_sync_error_args);
  * and a replay of a known id ignores it, as the JSON overload ignores an
  * absent recordedDateTime.
  */
-Datum
-create_sync_error_args(PG_FUNCTION_ARGS)
+static Datum
+CreateFromArgs(FunctionCallInfo fcinfo)
 {
 	EdusyncError err;
 
-	RequireKnownSql();
 	memset(&err, 0, sizeof(err));
 	err.profile_id = ProfileIdArg(fcinfo);
 	err.entry_type = TextArg(fcinfo, 1);
@@ -232,6 +255,14 @@ create_sync_error_args(PG_FUNCTION_ARGS)
 		err.id_given = true;
 	}
 	return CreateError(&err);
+}
+
+PG_FUNCTION_INFO_V1(create_sync_error_args);
+
+Datum
+create_sync_error_args(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(CreateFromArgs, fcinfo);
 }
 
 /*
@@ -298,7 +329,6 @@ ValidateBodies(Jsonb *bodies, const char *profile_id, EdusyncError *errs, int n)
 	PG_END_TRY();
 }
 
-PG_FUNCTION_INFO_V1(create_sync_errors);
 
 /*
  * create_sync_errors(profile_id, bodies): a JSON array of request bodies,
@@ -306,8 +336,8 @@ PG_FUNCTION_INFO_V1(create_sync_errors);
  * forwarded as create_sync_error forwards it; one 201 body per element, in
  * the array's order.
  */
-Datum
-create_sync_errors(PG_FUNCTION_ARGS)
+static Datum
+CreateMany(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *profile_id;
@@ -319,7 +349,6 @@ create_sync_errors(PG_FUNCTION_ARGS)
 	bool	   *inserted;
 	int			n;
 
-	RequireKnownSql();
 	profile_id = ProfileIdArg(fcinfo);
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -365,22 +394,35 @@ create_sync_errors(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-PG_FUNCTION_INFO_V1(get_sync_error);
+PG_FUNCTION_INFO_V1(create_sync_errors);
+
+Datum
+create_sync_errors(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(CreateMany, fcinfo);
+}
+
 
 /* get_sync_error(profile_id, id): the stored error's answer, or NULL. */
-Datum
-get_sync_error(PG_FUNCTION_ARGS)
+static Datum
+GetOne(FunctionCallInfo fcinfo)
 {
 	char	   *profile_id = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	EdusyncError err;
 
-	RequireKnownSql();
 	if (!StoreFetchError(profile_id, PG_GETARG_UUID_P(1), &err))
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(AnswerJsonb(&err, true));
 }
 
-PG_FUNCTION_INFO_V1(list_sync_errors);
+PG_FUNCTION_INFO_V1(get_sync_error);
+
+Datum
+get_sync_error(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(GetOne, fcinfo);
+}
+
 
 /*
  * list_sync_errors(profile_id, top, skip, skiptoken): a Graph collection
@@ -389,8 +431,8 @@ PG_FUNCTION_INFO_V1(list_sync_errors);
  * $skiptoken of the page's last row, when more remain.  NULL profile_id,
  * top or skip give NULL, as the function did when it was STRICT.
  */
-Datum
-list_sync_errors(PG_FUNCTION_ARGS)
+static Datum
+ListPage(FunctionCallInfo fcinfo)
 {
 	char	   *profile_id;
 	int32		top;
@@ -409,7 +451,6 @@ list_sync_errors(PG_FUNCTION_ARGS)
 	top = PG_GETARG_INT32(1);
 	skip = PG_GETARG_INT32(2);
 
-	RequireKnownSql();
 	if (top < 1 || top > LIST_TOP_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -460,20 +501,26 @@ list_sync_errors(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
 }
 
-PG_FUNCTION_INFO_V1(retry_failed);
+PG_FUNCTION_INFO_V1(list_sync_errors);
+
+Datum
+list_sync_errors(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(ListPage, fcinfo);
+}
+
 
 /*
  * retry_failed(profile_id DEFAULT NULL): queue failed deliveries (of one
  * profile, or of all) again with a fresh count of attempts; returns how
  * many.  An unknown profile is refused as list_sync_errors refuses it.
  */
-Datum
-retry_failed(PG_FUNCTION_ARGS)
+static Datum
+RetryFailed(FunctionCallInfo fcinfo)
 {
 	char	   *profile_id = NULL;
 	uint64		n;
 
-	RequireKnownSql();
 	if (!PG_ARGISNULL(0))
 	{
 		profile_id = ProfileIdArg(fcinfo);
@@ -482,6 +529,14 @@ retry_failed(PG_FUNCTION_ARGS)
 	}
 	n = OutboxRetryFailed(profile_id);
 	PG_RETURN_INT64((int64) n);
+}
+
+PG_FUNCTION_INFO_V1(retry_failed);
+
+Datum
+retry_failed(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(RetryFailed, fcinfo);
 }
 
 PG_FUNCTION_INFO_V1(edusync_version);
@@ -493,20 +548,18 @@ edusync_version(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(EDUSYNC_VERSION));
 }
 
-PG_FUNCTION_INFO_V1(worker_status);
 
 /*
  * worker_status(): per database the launcher looks after, its delivery
  * worker's state, what it is doing and why, and its counters since start.
  */
-Datum
-worker_status(PG_FUNCTION_ARGS)
+static Datum
+WorkerStatus(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	SlotStatus *slots = palloc(sizeof(SlotStatus) * REGISTRY_MAX_DATABASES);
 	int			n;
 
-	RequireKnownSql();
 	InitMaterializedSRF(fcinfo, 0);
 	n = RegistrySnapshot(slots, REGISTRY_MAX_DATABASES);
 	for (int i = 0; i < n; i++)
@@ -542,6 +595,14 @@ worker_status(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+PG_FUNCTION_INFO_V1(worker_status);
+
+Datum
+worker_status(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(WorkerStatus, fcinfo);
+}
+
 /* The profile argument of an operator's function: validated and known. */
 static char *
 KnownProfileArg(FunctionCallInfo fcinfo)
@@ -553,25 +614,31 @@ KnownProfileArg(FunctionCallInfo fcinfo)
 	return profile_id;
 }
 
-PG_FUNCTION_INFO_V1(queue_errors);
 
 /*
  * queue_errors(profile_id, ids uuid[] DEFAULT NULL): queue for the delivery
  * worker the errors of a profile (all, or those in ids) that were never
  * forwarded, e.g. created while forwarding was off; returns how many.
  */
-Datum
-queue_errors(PG_FUNCTION_ARGS)
+static Datum
+QueueErrors(FunctionCallInfo fcinfo)
 {
 	char	   *profile_id;
 	uint64		n;
 
-	RequireKnownSql();
 	profile_id = KnownProfileArg(fcinfo);
 	ForwardRequireAsync();
 	n = OutboxQueueUnsent(profile_id, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1),
 						  PG_ARGISNULL(1));
 	PG_RETURN_INT64((int64) n);
+}
+
+PG_FUNCTION_INFO_V1(queue_errors);
+
+Datum
+queue_errors(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(QueueErrors, fcinfo);
 }
 
 /* The error id argument (argument 1), not null. */
@@ -585,33 +652,45 @@ ErrorIdArg(FunctionCallInfo fcinfo)
 	return PG_GETARG_UUID_P(1);
 }
 
-PG_FUNCTION_INFO_V1(retry_delivery);
 
 /* retry_delivery(profile_id, error_id): queue one failed delivery again. */
-Datum
-retry_delivery(PG_FUNCTION_ARGS)
+static Datum
+RetryDelivery(FunctionCallInfo fcinfo)
 {
 	char	   *profile_id;
 
-	RequireKnownSql();
 	profile_id = KnownProfileArg(fcinfo);
 	PG_RETURN_BOOL(OutboxSetOne(profile_id, ErrorIdArg(fcinfo), "failed", NULL));
 }
 
-PG_FUNCTION_INFO_V1(cancel_delivery);
+PG_FUNCTION_INFO_V1(retry_delivery);
+
+Datum
+retry_delivery(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(RetryDelivery, fcinfo);
+}
+
 
 /*
  * cancel_delivery(profile_id, error_id): a pending delivery becomes failed,
  * "cancelled by" the session user; one already in flight may still arrive.
  */
-Datum
-cancel_delivery(PG_FUNCTION_ARGS)
+static Datum
+CancelDelivery(FunctionCallInfo fcinfo)
 {
 	char	   *profile_id;
 
-	RequireKnownSql();
 	profile_id = KnownProfileArg(fcinfo);
 	PG_RETURN_BOOL(OutboxSetOne(profile_id, ErrorIdArg(fcinfo), "pending",
 								psprintf("cancelled by %s",
 										 GetUserNameFromId(GetSessionUserId(), false))));
+}
+
+PG_FUNCTION_INFO_V1(cancel_delivery);
+
+Datum
+cancel_delivery(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(CancelDelivery, fcinfo);
 }

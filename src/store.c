@@ -123,6 +123,25 @@ StoreNoSuchProfile(const char *profile_id)
 }
 
 /*
+ * In a PG_CATCH, in a memory context of the caller's: is the error being
+ * handled sync_errors' foreign key to an unknown profile?
+ */
+static bool
+IsProfileForeignKeyError(void)
+{
+	ErrorData  *edata = CopyErrorData();
+	bool		match;
+
+	match = edata->sqlerrcode == ERRCODE_FOREIGN_KEY_VIOLATION &&
+		edata->table_name != NULL &&
+		strcmp(edata->table_name, "sync_errors") == 0 &&
+		edata->constraint_name != NULL &&
+		strcmp(edata->constraint_name, "sync_errors_profile_id_fkey") == 0;
+	FreeErrorData(edata);
+	return match;
+}
+
+/*
  * Insert a validated error.  Returns true when a row was inserted; false
  * for the idempotent replay of a known id with the same content, err then
  * holding the stored row.  Raises 23503 for an unknown profile, 23505 for a
@@ -137,6 +156,7 @@ StoreError(EdusyncError *err)
 	char		nulls[8];
 	bool		inserted;
 	EdusyncError stored;
+	MemoryContext mcxt = CurrentMemoryContext;
 
 	values[0] = TextParam(err->profile_id, &nulls[0]);
 	values[1] = UUIDPGetDatum(&err->id);
@@ -149,26 +169,56 @@ StoreError(EdusyncError *err)
 	nulls[6] = ' ';
 	values[7] = TextParam(err->reportable_identifier, &nulls[7]);
 
-	SPI_connect();
-	/* one statement on the hot path: no row means no profile, or a known id */
-	RunSavedPlan(&insert_plan,
-			"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
-			"SELECT p.id, $2, $3, $4, $5, $6, $7, $8 "
-			"FROM edusync.sync_profiles p WHERE p.id OPERATOR(pg_catalog.=) $1 "
-			"ON CONFLICT (profile_id, id) DO NOTHING",
-			8, types, values, nulls, false, 0);
-	inserted = (SPI_processed == 1);
-	SPI_finish();
-	if (inserted)
-		return true;
-
 	/*
-	 * Read it back with a new snapshot: the row may have been inserted by
-	 * this statement (a replay in the same query) or committed by another
-	 * session since the statement began (ON CONFLICT waited for it).
+	 * One statement on the hot path, as plain as an application's INSERT:
+	 * no row means a known id.  An unknown profile is left to the foreign
+	 * key, whose check every insert pays anyway (looking the profile up
+	 * first would cost a sixth of the call), and its error is given in the
+	 * contract's words; the statement has failed by then, so nothing goes
+	 * on after the catch but raising.
 	 */
-	if (!ReadError(err->profile_id, &err->id, false, &stored))
-		StoreNoSuchProfile(err->profile_id);
+	for (int attempt = 1;; attempt++)
+	{
+		SPI_connect();
+		PG_TRY();
+		{
+			RunSavedPlan(&insert_plan,
+					"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
+					"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+					"ON CONFLICT (profile_id, id) DO NOTHING",
+					8, types, values, nulls, false, 0);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(mcxt);
+			if (IsProfileForeignKeyError())
+			{
+				FlushErrorState();
+				StoreNoSuchProfile(err->profile_id);
+			}
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		inserted = (SPI_processed == 1);
+		SPI_finish();
+		if (inserted)
+			return true;
+
+		/*
+		 * A known id: read it back with a new snapshot, as the row may have
+		 * been inserted by this statement (a replay in the same query) or
+		 * committed by another session since the statement began (ON
+		 * CONFLICT waited for it).  A row deleted since is inserted again.
+		 */
+		if (ReadError(err->profile_id, &err->id, false, &stored))
+			break;
+		if (attempt == 3)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("error \"%s\" of synchronization profile \"%s\" was deleted while it was being created",
+							FormatGuid(&err->id), err->profile_id),
+					 errhint("Retry the call.")));
+	}
 	if (!SameContent(err, &stored))
 		Conflict(err, -1);
 	*err = stored;
