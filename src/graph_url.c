@@ -20,10 +20,14 @@
 
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "utils/memutils.h"
 
 #include "compat.h"
 #include "graph_url.h"
 #include "settings.h"
+#include "text_util.h"
+
+static char *BuildErrorsUrl(const char *profile_id);
 
 #if LIBCURL_VERSION_NUM < 0x073e00
 #error "edusync needs libcurl 7.62.0 or later (the URL API)"
@@ -306,6 +310,45 @@ GraphErrorsPathProblem(const char *path, const char **slot)
 char *
 GraphErrorsUrl(const char *profile_id)
 {
+	/*
+	 * The last URL built, for the settings and profile it was built from:
+	 * sync mode sends one profile's errors over and over, and building
+	 * checks the URL with three parses by libcurl.
+	 */
+	static char *last_graph_url = NULL;
+	static char *last_errors_path = NULL;
+	static char *last_profile_id = NULL;
+	static char *last_url = NULL;
+	char	   *url;
+
+	if (last_url != NULL && profile_id != NULL &&
+		strcmp(profile_id, last_profile_id) == 0 &&
+		SameString(edusync_graph_url, last_graph_url) &&
+		SameString(edusync_errors_path, last_errors_path))
+		return pstrdup(last_url);
+
+	url = BuildErrorsUrl(profile_id);
+	if (last_url != NULL)
+	{
+		if (last_graph_url)
+			pfree(last_graph_url);
+		if (last_errors_path)
+			pfree(last_errors_path);
+		pfree(last_profile_id);
+		pfree(last_url);
+		last_url = NULL;
+	}
+	last_graph_url = edusync_graph_url ? MemoryContextStrdup(TopMemoryContext, edusync_graph_url) : NULL;
+	last_errors_path = edusync_errors_path ? MemoryContextStrdup(TopMemoryContext, edusync_errors_path) : NULL;
+	last_profile_id = MemoryContextStrdup(TopMemoryContext, profile_id);
+	last_url = MemoryContextStrdup(TopMemoryContext, url);
+	return url;
+}
+
+/* GraphErrorsUrl without its cache. */
+static char *
+BuildErrorsUrl(const char *profile_id)
+{
 	const char *path = edusync_errors_path;
 	const char *slot = NULL;
 	const char *after;
@@ -463,5 +506,12 @@ GraphEscapeSegment(const char *s)
 void
 GraphCheckSendUrl(const char *url)
 {
+	static char *last_ok = NULL;	/* the last URL that passed */
+
+	if (last_ok != NULL && strcmp(url, last_ok) == 0)
+		return;
 	pfree(GraphCheckUrlInternal(url, NULL, true));
+	if (last_ok != NULL)
+		pfree(last_ok);
+	last_ok = MemoryContextStrdup(TopMemoryContext, url);
 }

@@ -39,6 +39,7 @@ typedef struct WalkState
 	int			index[REMOTE_JSON_MAX_DEPTH + 1];
 	RemoteJsonVisit visit;
 	void	   *arg;
+	StringInfoData path;		/* the current scalar's path (reused) */
 } WalkState;
 
 /* Copies of the secrets edusync sends (REMOTE_SECRET_*), or NULL. */
@@ -72,7 +73,9 @@ PrepareJson(const char *body, size_t len)
 	int			depth = 0;
 	size_t		i = 0;
 
+	/* the copy is never longer than body: room for it at once */
 	initStringInfo(&out);
+	enlargeStringInfo(&out, (int) Min(len, (size_t) (MaxAllocSize / 2)));
 	while (i < len)
 	{
 		unsigned char c = (unsigned char) body[i];
@@ -85,7 +88,7 @@ PrepareJson(const char *body, size_t len)
 				appendBinaryStringInfo(&out, &body[i], l);
 			else
 			{
-				appendStringInfoChar(&out, '?');
+				appendStringInfoCharMacro(&out, '?');
 				l = 1;
 			}
 			i += l;
@@ -109,7 +112,7 @@ PrepareJson(const char *body, size_t len)
 					i += 6;
 					continue;
 				}
-				appendStringInfoChar(&out, '\\');
+				appendStringInfoCharMacro(&out, '\\');
 				c = (unsigned char) body[++i];
 				if (c >= 0x80 || c == '\0')
 					c = '?';
@@ -121,7 +124,7 @@ PrepareJson(const char *body, size_t len)
 			return NULL;
 		else if (c == '}' || c == ']')
 			depth--;
-		appendStringInfoChar(&out, (char) c);
+		appendStringInfoCharMacro(&out, (char) c);
 		i++;
 	}
 	return out.data;
@@ -178,22 +181,21 @@ static EDUSYNC_JSON_ACTION
 WalkScalar(void *state, char *token, JsonTokenType tokentype)
 {
 	WalkState  *w = (WalkState *) state;
-	StringInfoData path;
+	StringInfo	path = &w->path;
 
 	if (token == NULL)
 		EDUSYNC_JSON_DONE;
-	initStringInfo(&path);
+	resetStringInfo(path);
 	for (int level = 1; level <= w->depth; level++)
 	{
 		if (level > 1)
-			appendStringInfoChar(&path, '/');
+			appendStringInfoChar(path, '/');
 		if (w->keys[level] != NULL)
-			appendStringInfoString(&path, w->keys[level]);
+			appendStringInfoString(path, w->keys[level]);
 		else
-			appendStringInfo(&path, "%d", w->index[level]);
+			appendStringInfo(path, "%d", w->index[level]);
 	}
-	w->visit(w->arg, path.data, tokentype == JSON_TOKEN_STRING, token);
-	pfree(path.data);
+	w->visit(w->arg, path->data, tokentype == JSON_TOKEN_STRING, token);
 	EDUSYNC_JSON_DONE;
 }
 
@@ -214,6 +216,7 @@ RemoteJsonWalk(const char *body, size_t len, RemoteJsonVisit visit, void *arg)
 	memset(&w, 0, sizeof(w));
 	w.visit = visit;
 	w.arg = arg;
+	initStringInfo(&w.path);
 	memset(&sem, 0, sizeof(sem));
 	sem.semstate = &w;
 	sem.object_start = WalkObjectStart;
