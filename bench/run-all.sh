@@ -37,6 +37,8 @@
 #                create sync bulk latency rss drain list queue)
 #   OUT          folder for results.md / results.png (default bench/)
 #   MAX_IN_FLIGHT  edusync.max_in_flight for the run (default: the setting's default)
+#   PERF_DIR     if set, each drain runs `perf record -g` on the worker into
+#                PERF_DIR/<label>.data (a profile; it slows the drain a little)
 source "$(dirname "$0")/../test/lib.sh"
 
 QUICK=${QUICK:-0}
@@ -403,6 +405,13 @@ drain_once() {
 		psql_ -c "DELETE FROM pg_statistic WHERE starelid IN
 			('edusync.sync_errors'::regclass, 'edusync.deliveries'::regclass)"
 	fi
+	local perf_pid=
+	if [ -n "${PERF_DIR:-}" ]; then
+		mkdir -p "$PERF_DIR"
+		perf record -q -g -p "$pid" -o "$PERF_DIR/$(echo "$label" | tr -c 'A-Za-z0-9_\n' _).data" >/dev/null 2>&1 &
+		perf_pid=$!
+		sleep 0.5
+	fi
 	cpu0=$(proc_cpu_ticks "$pid")
 	t0=$(date +%s.%N)
 	kill -CONT "$pid"
@@ -413,6 +422,9 @@ drain_once() {
 		sleep 0.05
 	done
 	cpu1=$(proc_cpu_ticks "$pid")
+	if [ -n "$perf_pid" ]; then
+		kill -INT "$perf_pid"; wait "$perf_pid" || true
+	fi
 	t1=$(psql_ -c "SELECT extract(epoch FROM max(delivered_at)) FROM edusync.deliveries")
 	delivered=$(psql_ -c "SELECT count(*) FROM edusync.deliveries WHERE status = 'delivered'")
 	[ "$delivered" -gt 0 ] || { echo "drain: nothing delivered in ${DRAIN_TIMEOUT}s" >&2; return 1; }

@@ -96,7 +96,7 @@ static bool GraphInterruptPending(void);
 static CURLM *GraphMultiCreate(bool pooled);
 static GraphTransfer *GraphPoolTake(void);
 static void GraphPoolFinish(GraphTransfer *xfer);
-static void GraphPoolCollect(GraphDoneCallback done, void *arg);
+static int	GraphPoolCollect(GraphDoneCallback done, void *arg);
 static size_t GraphWriteBody(char *data, size_t size, size_t nmemb, void *userdata);
 static size_t GraphReadHeader(char *data, size_t size, size_t nitems, void *userdata);
 static int	GraphProgress(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
@@ -791,12 +791,16 @@ GraphPoolFinish(GraphTransfer *xfer)
 	pool_in_flight--;
 }
 
-/* Hand every finished transfer to done(), freeing its resources first. */
-static void
+/*
+ * Hand every finished transfer to done(), freeing its resources first;
+ * returns how many.
+ */
+static int
 GraphPoolCollect(GraphDoneCallback done, void *arg)
 {
 	CURLMsg    *msg;
 	int			queued = 0;
+	volatile int ndone = 0;
 
 	while ((msg = curl_multi_info_read(pool_multi, &queued)) != NULL)
 	{
@@ -835,15 +839,18 @@ GraphPoolCollect(GraphDoneCallback done, void *arg)
 		}
 		PG_END_TRY();
 		GraphPoolFinish(xfer);
+		ndone++;
 
 		if (done != NULL)
 			done(tag, resp, arg);
 	}
+	return ndone;
 }
 
 /*
  * Drive the worker's transfers for at most wait_ms, calling done() for
- * each finished one; returns early when a cancel or termination is
+ * each finished one; returns as soon as one has finished (so that the
+ * caller can start the next), or early when a cancel or termination is
  * pending.  Returns how many requests are still in flight.
  */
 int
@@ -867,8 +874,8 @@ GraphMultiRun(long wait_ms, GraphDoneCallback done, void *arg)
 					(errcode(ERRCODE_SYSTEM_ERROR),
 					 errmsg("could not drive HTTP requests: %s",
 							curl_multi_strerror(mrc))));
-		GraphPoolCollect(done, arg);
-
+		if (GraphPoolCollect(done, arg) > 0)
+			break;
 		if (pool_in_flight == 0 || GraphInterruptPending())
 			break;
 		elapsed_ms = (long) ((GetCurrentTimestamp() - start) / 1000);

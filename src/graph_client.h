@@ -51,8 +51,8 @@ extern void GraphSend(const GraphRequest *req, GraphResponse *resp);
 
 /*
  * Several requests at once (the worker).  GraphMultiAdd queues a request;
- * GraphMultiRun drives transfers for at most wait_ms and calls done() for
- * each finished one, then returns how many are still in flight.
+ * GraphMultiRun drives transfers until one finishes, at most wait_ms, calls
+ * done() for each finished one, then returns how many are still in flight.
  */
 typedef void (*GraphDoneCallback) (void *tag, GraphResponse *resp, void *arg);
 extern void GraphMultiAdd(const GraphRequest *req);

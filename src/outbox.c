@@ -248,7 +248,8 @@ OutboxClaimDue(int limit, Datum *exclude, int nexclude, TimestampTz from,
 
 	SPI_connect();
 	PrepareSavedPlan(&claim_plan, CLAIM_SQL, 3, types, CURSOR_OPT_GENERIC_PLAN);
-	RunSavedPlan(&claim_plan, CLAIM_SQL, 3, types, values, nulls, true, 0);
+	/* not read-only: a fresh snapshot sees verdicts recorded just before */
+	RunSavedPlan(&claim_plan, CLAIM_SQL, 3, types, values, nulls, false, 0);
 
 	nread = (int) SPI_processed;
 	*rows = MemoryContextAllocZero(outer, sizeof(OutboxRow) * Max(nread, 1));

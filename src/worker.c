@@ -108,6 +108,22 @@
 #define PURGE_BATCH				1000	/* delivered rows deleted at once */
 #define PURGE_EVERY_MS			10000
 
+/*
+ * Work per transaction.  A claim reads more rows than the window holds and
+ * the window is fed from memory (rows read ahead are read again when older
+ * than READY_MAX_AGE_MS, so that a cancel or a pause is seen); the answers
+ * of requests that went well wait in memory, still pending in the table,
+ * until RECORD_ROWS of them are there, RECORD_MAX_MS have passed, nothing
+ * is in flight, or the next claim records them in its own transaction.  An
+ * answer that is not a plain success is recorded at once, with the rest.
+ */
+#define CLAIM_AHEAD_MIN			128 /* rows one claim reads, at least */
+#define CLAIM_AHEAD_MAX			1024
+#define READY_MAX_AGE_MS		1000
+#define RECORD_ROWS				256
+#define RECORD_MAX_MS			20
+#define FINISHED_MAX			256 /* answered requests waiting at once */
+
 /* One error to send, with what it takes to send it. */
 typedef struct Delivery
 {
@@ -154,6 +170,9 @@ typedef struct Hold
 
 PGDLLEXPORT void edusync_worker_main(Datum main_arg);
 
+static void FlushFinished(void);
+static void FinishRecorded(void);
+
 /* The worker's own state. */
 static Oid	worker_dbid = InvalidOid;
 static MemoryContext WorkerContext = NULL;	/* flights in flight */
@@ -185,6 +204,27 @@ static bool refresh_pending = false;	/* refresh the token before the next
 static int	reported_flights = -1;	/* what pg_stat_activity shows */
 static Hold holds[HOLD_MAX];
 static int	nholds = 0;
+
+/* rows read ahead by the last claim, not yet sent (ReadyContext) */
+static MemoryContext ReadyContext = NULL;
+static OutboxRow *ready = NULL;
+static int	nready = 0;
+static int	ready_next = 0;
+static TimestampTz ready_at = 0;
+
+/* answered requests whose verdicts are not recorded yet (plain successes) */
+static Flight *finished[FINISHED_MAX];
+static int	nfinished = 0;
+static int	nfinished_rows = 0;
+static TimestampTz finished_since = 0;
+
+/* the configuration was checked (ConfigUsable) since the last reload */
+static bool config_checked = false;
+
+/* the URL of the last profile built (BuildDelivery), until a reload */
+static char *url_profile = NULL;
+static char *url_full = NULL;
+static char *url_relative = NULL;
 static char waiting_reason[256] = "";	/* why deliveries wait, if they do */
 
 
@@ -407,6 +447,8 @@ ConfigUsable(void)
 
 	if (config_broken)
 		return false;
+	if (config_checked)
+		return true;			/* settings change only with a reload */
 	PG_TRY();
 	{
 		(void) GraphErrorsUrl("profile");
@@ -419,6 +461,7 @@ ConfigUsable(void)
 		ok = false;
 	}
 	PG_END_TRY();
+	config_checked = ok;
 	return ok;
 }
 
@@ -485,7 +528,24 @@ GetToken(const char **token, bool *refreshable)
 static void
 BuildDelivery(const OutboxRow *row, bool batch, Delivery *d)
 {
-	char	   *url = GraphErrorsUrl(row->err.profile_id);
+	/* the URLs of one profile are built and checked once until a reload */
+	if (url_profile == NULL || strcmp(url_profile, row->err.profile_id) != 0)
+	{
+		MemoryContext mcxt = MemoryContextSwitchTo(WorkerContext);
+		char	   *url = GraphErrorsUrl(row->err.profile_id);
+		char	   *relative = BatchRelativeUrl(url);
+
+		if (url_profile != NULL)
+		{
+			pfree(url_profile);
+			pfree(url_full);
+			pfree(url_relative);
+		}
+		url_full = url;
+		url_relative = relative;
+		url_profile = pstrdup(row->err.profile_id);
+		MemoryContextSwitchTo(mcxt);
+	}
 
 	d->profile_id = pstrdup(row->err.profile_id);
 	memcpy(&d->error_id, &row->err.id, sizeof(pg_uuid_t));
@@ -493,17 +553,32 @@ BuildDelivery(const OutboxRow *row, bool batch, Delivery *d)
 	d->error_id_text = FormatGuid(&row->err.id);
 	d->attempts = row->attempts;
 	d->body = AnswerRequestBody(&row->err);
-	d->url = batch ? BatchRelativeUrl(url) : url;
+	d->url = pstrdup(batch ? url_relative : url_full);
+}
+
+/* Forget the URLs BuildDelivery keeps (the settings may have changed). */
+static void
+ForgetUrls(void)
+{
+	if (url_profile != NULL)
+	{
+		pfree(url_profile);
+		pfree(url_full);
+		pfree(url_relative);
+	}
+	url_profile = url_full = url_relative = NULL;
 }
 
 /*
- * Record the verdicts on the deliveries of fs[0..nf) in one short
- * transaction, with one statement.
+ * Record the verdicts on the deliveries of fs[0..nf) with one statement: in
+ * the transaction under way if there is one (a claim's), else in one short
+ * transaction of its own.
  */
 static void
 RecordFlights(Flight *const *fs, int nf)
 {
 	MemoryContext outer = CurrentMemoryContext;
+	bool		own = !IsTransactionState();
 	int			total = 0;
 	int			k = 0;
 	const char **profile_ids;
@@ -528,9 +603,11 @@ RecordFlights(Flight *const *fs, int nf)
 			k++;
 		}
 	}
-	BeginWork("recording deliveries");
+	if (own)
+		BeginWork("recording deliveries");
 	OutboxRecordVerdicts(total, profile_ids, error_ids, tids, verdicts);
-	EndWork(outer);
+	if (own)
+		EndWork(outer);
 }
 
 /*
@@ -652,21 +729,29 @@ StartFlight(OutboxRow *rows, int n, bool batch, const char *token,
 
 /*
  * Read up to limit due deliveries that are not in flight or held back, in
- * a short transaction; sets next_due.  Returns how many, or -1 when the
- * extension is not installed.
+ * a short transaction, into *rows in rows_cxt; sets next_due.  Answers
+ * waiting to be recorded are recorded first, in the same transaction when
+ * that works (else as RecordFinished does).  Returns how many, or -1 when
+ * the extension is not installed.
  */
 static int
-ClaimDue(int limit, OutboxRow **rows)
+ClaimDue(int limit, OutboxRow **rows, MemoryContext rows_cxt)
 {
 	MemoryContext outer = CurrentMemoryContext;
 	TimestampTz now = GetCurrentTimestamp();
-	Datum	   *ids = palloc(sizeof(Datum) * (nflights * BATCH_MAX + nholds + 1));
-	TimestampTz due;
-	TimestampTz first_at;
+	Datum	   *ids = palloc(sizeof(Datum) * (nflights * BATCH_MAX + HOLD_MAX + 1));
+	TimestampTz due = -1;
+	TimestampTz first_at = DT_NOBEGIN;
 	TimestampTz hold_end;
 	int			nids = 0;
-	int			n;
+	volatile int n = 0;
+	volatile bool merged = false;
 
+	/*
+	 * Recorded answers are no longer pending when the claim reads (it runs
+	 * after the record, in the same transaction or a later one), so only
+	 * what is in flight or held back is left out.
+	 */
 	for (int i = 0; i < nflights; i++)
 		for (int j = 0; j < flights[i]->ndeliveries; j++)
 			ids[nids++] = UUIDPGetDatum(&flights[i]->deliveries[j].error_id);
@@ -674,10 +759,58 @@ ClaimDue(int limit, OutboxRow **rows)
 		if (holds[i].until > now)
 			ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
 
-	BeginWork("reading due deliveries");
-	n = OutboxClaimDue(limit, ids, nids, nholds > 0 ? DT_NOBEGIN : claim_from,
-					   rows, &due, &first_at);
-	EndWork(outer);
+	if (nfinished > 0)
+	{
+		PG_TRY();
+		{
+			TimestampTz d;
+			TimestampTz fa;
+
+			MemoryContextSwitchTo(rows_cxt);
+			BeginWork("recording deliveries and reading due ones");
+			RecordFlights(finished, nfinished);
+			n = OutboxClaimDue(limit, ids, nids,
+							   nholds > 0 ? DT_NOBEGIN : claim_from,
+							   rows, &d, &fa);
+			EndWork(outer);
+			due = d;
+			first_at = fa;
+			merged = true;
+		}
+		PG_CATCH();
+		{
+			/* recorded again below, one request at a time if need be */
+			HOLD_INTERRUPTS();
+			AbortCurrentTransaction();
+			MemoryContextSwitchTo(outer);
+			FlushErrorState();
+			RESUME_INTERRUPTS();
+		}
+		PG_END_TRY();
+		if (merged)
+		{
+			for (int i = 0; i < nfinished; i++)
+				finished[i]->recorded = true;
+		}
+		else
+			FlushFinished();
+	}
+	if (!merged)
+	{
+		/* (FlushFinished may have held some back: leave them out too) */
+		nids = 0;
+		for (int i = 0; i < nflights; i++)
+			for (int j = 0; j < flights[i]->ndeliveries; j++)
+				ids[nids++] = UUIDPGetDatum(&flights[i]->deliveries[j].error_id);
+		for (int i = 0; i < nholds; i++)
+			if (holds[i].until > now)
+				ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
+		MemoryContextSwitchTo(rows_cxt);
+		BeginWork("reading due deliveries");
+		n = OutboxClaimDue(limit, ids, nids, nholds > 0 ? DT_NOBEGIN : claim_from,
+						   rows, &due, &first_at);
+		EndWork(outer);
+	}
 	claim_from = (n > 0 && nholds == 0) ? first_at : DT_NOBEGIN;
 
 	if (due < 0)
@@ -688,6 +821,8 @@ ClaimDue(int limit, OutboxRow **rows)
 	hold_end = FirstHoldEnd(now);
 	if (next_due != 0 && hold_end != 0 && hold_end < next_due)
 		next_due = hold_end;
+	if (merged)
+		FinishRecorded();
 	return n;
 }
 
@@ -713,9 +848,22 @@ NoteWaiting(OutboxRow *rows, int n)
 	EndWork(mcxt);
 }
 
+/* Forget the rows read ahead (they are read again when due). */
+static void
+DropReady(void)
+{
+	if (ReadyContext != NULL)
+		MemoryContextReset(ReadyContext);
+	ready = NULL;
+	nready = 0;
+	ready_next = 0;
+}
+
 /*
  * Send what is due, as far as the window allows: edusync.max_in_flight
- * requests, one in probe mode, none while paused.
+ * requests, one in probe mode, none while paused.  Requests are fed from
+ * the rows the last claim read ahead; a claim reads more (up to
+ * CLAIM_AHEAD_MAX rows) when they are used up.
  */
 static void
 FillWindow(void)
@@ -724,40 +872,71 @@ FillWindow(void)
 		Min(edusync_max_in_flight, WORKER_MAX_WINDOW);
 	int			per_request = Max(1, Min(edusync_batch_size, BATCH_MAX));
 	TimestampTz now = GetCurrentTimestamp();
-	OutboxRow  *rows;
 	const char *token;
 	bool		refreshable = false;
-	int			n;
 	int			room = window - nflights;
+	int			sent = 0;
+	int			requests = 0;
 
-	if (room <= 0 || now < paused_until || (next_due != 0 && now < next_due))
-		return;
-	if (!ConfigUsable())
-		return;
-
-	n = ClaimDue(room * per_request, &rows);
-	if (n < 0)
+	/* rows read ahead long ago are read again: a cancel or a pause shows */
+	if (ready_next < nready && now - ready_at > (TimestampTz) READY_MAX_AGE_MS * 1000)
 	{
-		/* DROP EXTENSION: nothing left to deliver here */
-		ereport(LOG,
-				(errmsg("edusync delivery worker stops: the extension is no longer installed in this database")));
-		RegistrySetState(worker_dbid, SLOT_ABSENT, false);
-		proc_exit(0);
+		DropReady();
+		next_due = 0;
 	}
-	if (n == 0)
+	if (room <= 0 || now < paused_until)
+		return;
+	if (ready_next >= nready)
+	{
+		OutboxRow  *rows;
+		int			ahead;
+		int			n;
+
+		if (next_due != 0 && now < next_due)
+			return;
+		if (!ConfigUsable())
+			return;
+		ahead = Min(Max(window * per_request * 8, CLAIM_AHEAD_MIN),
+					CLAIM_AHEAD_MAX);
+		DropReady();
+		n = ClaimDue(Max(room * per_request, ahead), &rows, ReadyContext);
+		if (n < 0)
+		{
+			/* DROP EXTENSION: nothing left to deliver here */
+			ereport(LOG,
+					(errmsg("edusync delivery worker stops: the extension is no longer installed in this database")));
+			RegistrySetState(worker_dbid, SLOT_ABSENT, false);
+			proc_exit(0);
+		}
+		if (n == 0)
+			return;
+		ready = rows;
+		nready = n;
+		ready_next = 0;
+		ready_at = GetCurrentTimestamp();
+	}
+	else if (!ConfigUsable())
 		return;
 
 	if (!GetToken(&token, &refreshable))
 	{
-		NoteWaiting(rows, n);
+		NoteWaiting(&ready[ready_next], nready - ready_next);
+		DropReady();
 		next_due = 0;			/* what was read is still due */
 		return;
 	}
 
-	for (int i = 0; i < n; i += per_request)
-		StartFlight(&rows[i], Min(per_request, n - i), per_request > 1,
-					token, refreshable);
-	RegistryCount(n, 0, 0, 0, 0, per_request > 1 ? (n + per_request - 1) / per_request : 0, false);
+	while (room > 0 && ready_next < nready)
+	{
+		int			k = Min(per_request, nready - ready_next);
+
+		StartFlight(&ready[ready_next], k, per_request > 1, token, refreshable);
+		ready_next += k;
+		sent += k;
+		requests++;
+		room--;
+	}
+	RegistryCount(sent, 0, 0, 0, 0, per_request > 1 ? requests : 0, false);
 }
 
 
@@ -1044,20 +1223,82 @@ FlightDone(void *tag, GraphResponse *resp, void *arg)
 }
 
 /*
- * Drive the requests in flight a little; judge those that finished and
- * record them together.
+ * Record the verdicts of the answered requests waiting in finished[] (as
+ * RecordFinished does), then apply them (FinishRecorded).
+ */
+static void
+FlushFinished(void)
+{
+	if (nfinished == 0)
+		return;
+	RecordFinished(finished, nfinished);
+	FinishRecorded();
+}
+
+/* After finished[] was recorded (or not): AfterFlight each, free them. */
+static void
+FinishRecorded(void)
+{
+	int			n = nfinished;
+
+	/* emptied first: an ERROR below must not see them twice */
+	nfinished = 0;
+	nfinished_rows = 0;
+	for (int i = 0; i < n; i++)
+	{
+		/* freed with the loop's memory, whatever happens next */
+		MemoryContextSetParent(finished[i]->cxt, LoopContext);
+		AfterFlight(finished[i]);
+	}
+}
+
+/*
+ * A request whose answer needs nothing but recording: every delivery
+ * delivered, and no pause, probe, hold or token refresh to attend to.
+ */
+static bool
+PlainSuccess(const Flight *f)
+{
+	if (f->fx.failed || f->fx.throttle_s >= 0 || host_streak > 0 ||
+		nholds > 0 || refresh_pending)
+		return false;
+	for (int i = 0; i < f->ndeliveries; i++)
+		if (f->verdicts[i].status == NULL ||
+			strcmp(f->verdicts[i].status, "delivered") != 0)
+			return false;
+	return true;
+}
+
+/* Would FillWindow send something in the next turn? */
+static bool
+MoreToSend(TimestampTz now)
+{
+	if (config_broken || now < paused_until)
+		return false;
+	if (ready_next < nready)
+		return true;
+	return next_due == 0 || now >= next_due;
+}
+
+/*
+ * Drive the requests in flight a little (until one finishes, at most
+ * WORKER_DRIVE_MS); judge those that finished.  Plain successes wait in
+ * finished[] to be recorded with others (or with the next claim); anything
+ * else is recorded at once, together with them.
  */
 static void
 DriveFlights(void)
 {
-	Flight	   *done[WORKER_MAX_WINDOW];
-	int			ndone = 0;
+	bool		flush = false;
+	TimestampTz now;
 
 	(void) GraphMultiRun(WORKER_DRIVE_MS, FlightDone, NULL);
 
 	for (int i = 0; i < nflights;)
 	{
 		Flight	   *f = flights[i];
+		MemoryContext mcxt;
+		bool		judged;
 
 		if (f->resp == NULL)
 		{
@@ -1065,18 +1306,31 @@ DriveFlights(void)
 			continue;
 		}
 		flights[i] = flights[--nflights];
-		/* freed with the loop's memory, whatever happens next */
-		MemoryContextSetParent(f->cxt, LoopContext);
-		if (JudgeFlight(f))
-			done[ndone++] = f;
-		else
+		/* the verdicts live with the flight until they are recorded */
+		mcxt = MemoryContextSwitchTo(f->cxt);
+		judged = JudgeFlight(f);
+		MemoryContextSwitchTo(mcxt);
+		if (!judged)
+		{
+			MemoryContextSetParent(f->cxt, LoopContext);
 			claim_from = DT_NOBEGIN;	/* never answered: still due */
+			continue;
+		}
+		if (nfinished == 0)
+			finished_since = GetCurrentTimestamp();
+		finished[nfinished++] = f;
+		nfinished_rows += f->ndeliveries;
+		if (!PlainSuccess(f))
+			flush = true;
 	}
-	if (ndone == 0)
+	if (nfinished == 0)
 		return;
-	RecordFinished(done, ndone);
-	for (int i = 0; i < ndone; i++)
-		AfterFlight(done[i]);
+	now = GetCurrentTimestamp();
+	if (flush || nfinished_rows >= RECORD_ROWS ||
+		nfinished > FINISHED_MAX - WORKER_MAX_WINDOW ||
+		now - finished_since >= (TimestampTz) RECORD_MAX_MS * 1000 ||
+		(nflights == 0 && !MoreToSend(now)))
+		FlushFinished();
 }
 
 
@@ -1097,6 +1351,9 @@ Reload(void)
 	trouble_streak = 0;
 	next_due = 0;
 	claim_from = DT_NOBEGIN;
+	config_checked = false;
+	ForgetUrls();
+	DropReady();
 }
 
 /*
@@ -1123,6 +1380,13 @@ Recover(void)
 		else
 			i++;
 	}
+	/* answers not recorded yet: those errors are sent again */
+	for (int i = 0; i < nfinished; i++)
+		if (MemoryContextGetParent(finished[i]->cxt) == WorkerContext)
+			MemoryContextDelete(finished[i]->cxt);
+	nfinished = 0;
+	nfinished_rows = 0;
+	DropReady();
 	next_due = 0;
 	claim_from = DT_NOBEGIN;
 	reported_flights = -1;
@@ -1137,11 +1401,11 @@ IdleMs(void)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz until;
 
-	if (nflights > 0)
+	if (nflights > 0 || nfinished > 0)
 		return 0;
 	if (config_broken)
 		return WORKER_IDLE_MS;
-	until = (next_due == 0) ? now : next_due;
+	until = (next_due == 0 || ready_next < nready) ? now : next_due;
 	if (paused_until > until)
 		until = paused_until;
 	return Min(MsUntil(until, now), (long) WORKER_IDLE_MS);
@@ -1254,6 +1518,9 @@ edusync_worker_main(Datum main_arg)
 	LoopContext = AllocSetContextCreate(TopMemoryContext,
 										"edusync worker loop",
 										ALLOCSET_DEFAULT_SIZES);
+	ReadyContext = AllocSetContextCreate(TopMemoryContext,
+										 "edusync worker rows read ahead",
+										 ALLOCSET_DEFAULT_SIZES);
 
 	ereport(LOG,
 			(errmsg("edusync delivery worker started for database \"%s\"",
