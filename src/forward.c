@@ -2,8 +2,9 @@
  *
  * forward.c
  *	  Where a stored error goes: nowhere (off), to Graph inside the call
- *	  (sync: the send loop with its retries, all within edusync.timeout),
- *	  or into the outbox for the delivery worker (async).  What an answer
+ *	  (sync: the send loop with its retries, all within edusync.timeout;
+ *	  for a bulk create, the same loop over $batch requests of up to
+ *	  BATCH_MAX errors), or into the outbox for the delivery worker (async).  What an answer
  *	  means is policy.c's; the outbox's SQL is outbox.c's.
  *
  *-------------------------------------------------------------------------
