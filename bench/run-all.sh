@@ -33,8 +33,9 @@
 #   QUEUE_N (1000000) delivery rows under the delivery_queue view
 #   LAT_N (200)  single commits per round for commit-to-delivered latency
 #   RSS_N (100000) RSS_FIRST (1000)  deliveries for the worker memory check
+#   SYNC_BULK_N (2000)  errors of the sync bulk create vs single sync creates
 #   ONLY         space-separated benchmark names to run (default: all of
-#                create sync bulk latency rss drain list queue)
+#                create sync bulk latency rss drain list queue sync_bulk)
 #   OUT          folder for results.md / results.png (default bench/)
 #   MAX_IN_FLIGHT  edusync.max_in_flight for the run (default: the setting's default)
 #   PERF_DIR     if set, each drain runs `perf record -g` on the worker into
@@ -49,6 +50,7 @@ if [ "$QUICK" = 1 ]; then
 	DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-15}
 	QUEUE_N=${QUEUE_N:-100000}; LAT_N=${LAT_N:-50}
 	RSS_N=${RSS_N:-10000}; RSS_FIRST=${RSS_FIRST:-1000}
+	SYNC_BULK_N=${SYNC_BULK_N:-500}
 fi
 ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-5}
@@ -63,7 +65,8 @@ QUEUE_N=${QUEUE_N:-1000000}
 LAT_N=${LAT_N:-200}
 RSS_N=${RSS_N:-100000}
 RSS_FIRST=${RSS_FIRST:-1000}
-ONLY=${ONLY:-create sync bulk latency rss drain list queue}
+SYNC_BULK_N=${SYNC_BULK_N:-2000}
+ONLY=${ONLY:-create sync bulk latency rss drain list queue sync_bulk}
 BENCH=$EDUSYNC_SRC/bench
 OUT=${OUT:-$BENCH}
 WAIT_MAX=${WAIT_MAX:-300}	# seconds any one wait may take
@@ -328,6 +331,45 @@ bench_bulk() {
 		sample bulk "$r" "$a" "$b"
 	done
 	psql_ -c "DROP TABLE bench.bulk_rows, bench.bulk_bodies"
+}
+
+# SYNC_BULK_N errors in one create_sync_errors with forward = sync (sent in
+# $batch requests of 20) vs the same errors by as many single sync creates
+# in one statement (one keep-alive POST each); nginx answers both.
+bench_sync_bulk() {
+	meta sync_bulk "$SYNC_BULK_N sync creates in one statement, nginx" 'create_sync_errors, forward = sync ($batch of 20)' 'create_sync_error per element, forward = sync (one POST each)' ms time '> 1'
+	if ! has_function 'edusync.create_sync_errors(text,jsonb)'; then
+		na sync_bulk 'n/a (function missing)'
+		return
+	fi
+	psql_ <<-EOF
+	DROP TABLE IF EXISTS bench.sync_bulk_bodies;
+	CREATE TABLE bench.sync_bulk_bodies AS
+		SELECT jsonb_agg(jsonb_build_object(
+			'@odata.type', '#microsoft.graph.educationSynchronizationError',
+			'entryType', 'Student', 'errorCode', 'UnsynchronizableChange',
+			'errorMessage', 'Student cannot be updated because the source data changed its key.',
+			'joiningValue', 'student' || g || '@testschool.edu',
+			'recordedDateTime', '2017-07-05T00:52:45Z',
+			'reportableIdentifier', 'student' || g) ORDER BY g) AS b
+		FROM generate_series(1, $SYNC_BULK_N) g;
+	EOF
+	local r a b
+	local bulk="SELECT count(*) FROM edusync.create_sync_errors('bench-profile', (SELECT b FROM bench.sync_bulk_bodies))"
+	local single="SELECT count(edusync.create_sync_error('bench-profile', e)) FROM bench.sync_bulk_bodies, jsonb_array_elements(b) e"
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) = 1 ]; then
+			reset_tables; b=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$single")
+			reset_tables; a=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$bulk")
+		else
+			reset_tables; a=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$bulk")
+			reset_tables; b=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$single")
+		fi
+		[ "$(psql_ -c "SELECT count(*) FROM edusync.deliveries WHERE status = 'delivered'")" = "$SYNC_BULK_N" ] ||
+			{ echo "sync_bulk: not every error was recorded delivered" >&2; return 1; }
+		sample sync_bulk "$r" "$a" "$b"
+	done
+	psql_ -c "DROP TABLE bench.sync_bulk_bodies"
 }
 
 # Commit-to-delivered on an idle server: LAT_N single commits, 20 ms apart,
@@ -640,6 +682,7 @@ elapsed=$((SECONDS - BENCH_START))
 	echo "Parameters: ROUNDS=$ROUNDS SECS=$SECS CLIENTS=$CLIENTS BULK_N=$BULK_N LIST_N=$LIST_N"
 	echo "DRAIN_N=$DRAIN_N DRAIN_SMALL=$DRAIN_SMALL DRAIN_LARGE=$DRAIN_LARGE QUEUE_N=$QUEUE_N"
 	echo "DRAIN_TIMEOUT=$DRAIN_TIMEOUT LAT_N=$LAT_N RSS_N=$RSS_N RSS_FIRST=$RSS_FIRST${MAX_IN_FLIGHT:+ MAX_IN_FLIGHT=$MAX_IN_FLIGHT}."
+	echo "SYNC_BULK_N=$SYNC_BULK_N (sync_bulk)."
 } >"$WORKDIR/header.md"
 mkdir -p "$OUT"
 cp "$SAMPLES" "$OUT/results.tsv"	# the raw samples, for another look

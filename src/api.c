@@ -332,9 +332,9 @@ ValidateBodies(Jsonb *bodies, const char *profile_id, EdusyncError *errs, int n)
 
 /*
  * create_sync_errors(profile_id, bodies): a JSON array of request bodies,
- * all validated before any is stored, stored in one statement, each then
- * forwarded as create_sync_error forwards it; one 201 body per element, in
- * the array's order.
+ * all validated before any is stored, stored in one statement, then
+ * forwarded as create_sync_error forwards each (sync: in $batch requests);
+ * one 201 body per element, in the array's order.
  */
 static Datum
 CreateMany(FunctionCallInfo fcinfo)
@@ -375,6 +375,7 @@ CreateMany(FunctionCallInfo fcinfo)
 	inserted = palloc(sizeof(bool) * Max(n, 1));
 	ValidateBodies(bodies, profile_id, errs, n);
 	StoreErrors(errs, n, inserted);
+	ForwardErrors(errs, inserted, n);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -383,7 +384,6 @@ CreateMany(FunctionCallInfo fcinfo)
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextSwitchTo(row_cxt);
-		ForwardError(&errs[i], !inserted[i]);
 		answer = JsonbPGetDatum(AnswerJsonb(&errs[i], true));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &answer, &isnull);
 		MemoryContextReset(row_cxt);

@@ -2,8 +2,9 @@
  *
  * forward.c
  *	  Where a stored error goes: nowhere (off), to Graph inside the call
- *	  (sync: the send loop with its retries, all within edusync.timeout),
- *	  or into the outbox for the delivery worker (async).  What an answer
+ *	  (sync: the send loop with its retries, all within edusync.timeout;
+ *	  for a bulk create, the same loop over $batch requests of up to
+ *	  BATCH_MAX errors), or into the outbox for the delivery worker (async).  What an answer
  *	  means is policy.c's; the outbox's SQL is outbox.c's.
  *
  *-------------------------------------------------------------------------
@@ -15,9 +16,11 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "answer.h"
+#include "batch.h"
 #include "forward.h"
 #include "graph_client.h"
 #include "graph_url.h"
@@ -104,16 +107,60 @@ RemainingMs(TimestampTz deadline)
 	return (now >= deadline) ? 0 : (long) ((deadline - now) / 1000);
 }
 
+/* How a sync send failed for good. */
+typedef enum SyncFailure
+{
+	SYNC_GAVE_UP,				/* YG002: attempts or edusync.timeout ran out */
+	SYNC_REJECTED,				/* YG001: Graph rejected the error */
+	SYNC_AUTH,					/* YG003: Graph refused the credentials */
+	SYNC_TOKEN					/* YG003: the token endpoint answered an error */
+} SyncFailure;
+
+/*
+ * Raise the error of a sync send that failed for good: YG002 after
+ * attempts sends (last: the last outcome), YG001 or YG003 for outcome
+ * last (SYNC_TOKEN: last->reason is the token endpoint's words).
+ */
+static void
+RaiseSyncFailure(SyncFailure how, int attempts, const Outcome *last)
+{
+	switch (how)
+	{
+		case SYNC_GAVE_UP:
+			ereport(ERROR,
+					(errcode(ERRCODE_GRAPH_UNREACHABLE),
+					 errmsg("could not forward the error to Graph"),
+					 errdetail_internal("Gave up after %d attempt%s within edusync.timeout = %d ms; last: %s",
+										attempts, attempts == 1 ? "" : "s", edusync_timeout_ms,
+										Sentence((last && last->reason) ? last->reason : "no attempt was made"))));
+			break;
+		case SYNC_REJECTED:
+			ereport(ERROR,
+					(errcode(ERRCODE_GRAPH_REJECTED),
+					 errmsg_internal(PolicyRejectionWords(last->status), last->status),
+					 errdetail_internal("%s", Sentence(last->reason))));
+			break;
+		case SYNC_AUTH:
+			ereport(ERROR,
+					(errcode(ERRCODE_GRAPH_AUTH),
+					 errmsg("Graph refused the credentials with HTTP status %ld",
+							last->status),
+					 errdetail_internal("%s", Sentence(last->reason))));
+			break;
+		case SYNC_TOKEN:
+			ereport(ERROR,
+					(errcode(ERRCODE_GRAPH_AUTH),
+					 errmsg("could not authenticate with Graph"),
+					 errdetail_internal("%s", Sentence(last->reason))));
+			break;
+	}
+}
+
 /* Raise YG002: Graph unreachable, or still failing when time or attempts ran out. */
 static void
 GiveUp(int attempts, const Outcome *last)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_GRAPH_UNREACHABLE),
-			 errmsg("could not forward the error to Graph"),
-			 errdetail_internal("Gave up after %d attempt%s within edusync.timeout = %d ms; last: %s",
-								attempts, attempts == 1 ? "" : "s", edusync_timeout_ms,
-								Sentence((last && last->reason) ? last->reason : "no attempt was made"))));
+	RaiseSyncFailure(SYNC_GAVE_UP, attempts, last);
 }
 
 /*
@@ -172,10 +219,10 @@ ForwardSync(const EdusyncError *err)
 		CHECK_FOR_INTERRUPTS();
 		refresh = false;
 		if (ts == TOKEN_REJECTED)
-			ereport(ERROR,
-					(errcode(ERRCODE_GRAPH_AUTH),
-					 errmsg("could not authenticate with Graph"),
-					 errdetail_internal("%s", Sentence(detail))));
+		{
+			out.reason = detail;
+			RaiseSyncFailure(SYNC_TOKEN, attempt, &out);
+		}
 
 		attempt++;
 		if (ts == TOKEN_UNREACHABLE)
@@ -210,10 +257,7 @@ ForwardSync(const EdusyncError *err)
 				OutboxRecordDelivered(err, attempt, out.status, out.remote_id);
 				return;
 			case OUTCOME_REJECTED:
-				ereport(ERROR,
-						(errcode(ERRCODE_GRAPH_REJECTED),
-						 errmsg_internal(PolicyRejectionWords(out.status), out.status),
-						 errdetail_internal("%s", Sentence(out.reason))));
+				RaiseSyncFailure(SYNC_REJECTED, attempt, &out);
 				break;
 			case OUTCOME_AUTH:
 				/* a fetched token may have been revoked: fetch a new one once */
@@ -223,11 +267,7 @@ ForwardSync(const EdusyncError *err)
 					refresh = refreshed = true;
 					continue;
 				}
-				ereport(ERROR,
-						(errcode(ERRCODE_GRAPH_AUTH),
-						 errmsg("Graph refused the credentials with HTTP status %ld",
-								out.status),
-						 errdetail_internal("%s", Sentence(out.reason))));
+				RaiseSyncFailure(SYNC_AUTH, attempt, &out);
 				break;
 			case OUTCOME_RETRY:
 				break;
@@ -241,6 +281,269 @@ ForwardSync(const EdusyncError *err)
 								   SYNC_BACKOFF_BASE_MS, RemainingMs(deadline)),
 					RemainingMs(deadline)));
 	}
+}
+
+/* One error of a bulk sync send: where it is in the call, how it fares. */
+typedef struct BulkItem
+{
+	const EdusyncError *err;
+	int			index;			/* its element of the bodies array */
+	char	   *request_id;		/* its client-request-id */
+	int			attempts;		/* sends so far */
+	bool		done;			/* delivered and recorded */
+	Outcome		out;			/* its last outcome */
+} BulkItem;
+
+/*
+ * Raise for element index of a bulk call the error a single create raises
+ * when its send fails for good (RaiseSyncFailure), its message prefixed with
+ * "bodies[i]: " as validation names an element.
+ */
+static void
+RaiseBulkFailure(int index, SyncFailure how, int attempts, const Outcome *last)
+{
+	MemoryContext mcxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		RaiseSyncFailure(how, attempts, last);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(mcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->message = psprintf("bodies[%d]: %s", index, edata->message);
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Send items[0..n) (n <= BATCH_MAX) in one $batch, then the ones that are
+ * worth another try in further $batches, as a single sync create sends one
+ * error: every item's answer judged by policy.c, retries with backoff that
+ * honours the longest Retry-After of the retried items, one new token after
+ * a 401, all within edusync.timeout and edusync.max_attempts sends of each
+ * item.  A delivered item is recorded at once.  The first item (in the
+ * call's order) that fails for good raises its single create's error.
+ */
+static void
+SendBulkBatch(BulkItem *items, int n, const char *batch_url,
+			  const char *item_url)
+{
+	TimestampTz deadline = GetCurrentTimestamp() +
+		(TimestampTz) edusync_timeout_ms * 1000;
+	bool		refresh = false;
+	bool		refreshed = false;
+	BulkItem   *pending[BATCH_MAX];
+	Outcome		outs[BATCH_MAX];
+	BatchPart	parts[BATCH_MAX];
+
+	Assert(n > 0 && n <= BATCH_MAX);
+	for (int i = 0; i < n; i++)
+	{
+		parts[i].url = item_url;
+		parts[i].request_id = items[i].request_id;
+		parts[i].body = AnswerRequestBody(items[i].err);
+	}
+
+	for (;;)
+	{
+		long		remaining = RemainingMs(deadline);
+		const char *token = NULL;
+		char	   *detail = NULL;
+		TokenStatus ts;
+		BatchPart	send[BATCH_MAX];
+		int			npending = 0;
+		int			attempt = 0;
+		double		retry_after = -1;
+		bool		retry = false;
+
+		for (int i = 0; i < n; i++)
+			if (!items[i].done)
+			{
+				send[npending] = parts[i];
+				pending[npending++] = &items[i];
+			}
+		if (npending == 0)
+			return;
+		if (remaining <= 0)
+			RaiseBulkFailure(pending[0]->index, SYNC_GAVE_UP,
+							 pending[0]->attempts, &pending[0]->out);
+
+		ts = TokenGet(refresh, remaining, &token, &detail);
+		CHECK_FOR_INTERRUPTS();
+		refresh = false;
+		if (ts == TOKEN_REJECTED)
+		{
+			pending[0]->out.reason = detail;
+			RaiseBulkFailure(pending[0]->index, SYNC_TOKEN,
+							 pending[0]->attempts, &pending[0]->out);
+		}
+
+		for (int i = 0; i < npending; i++)
+			pending[i]->attempts++;
+		if (ts == TOKEN_UNREACHABLE)
+		{
+			/* as a transport error of every item: worth another try */
+			for (int i = 0; i < npending; i++)
+				PolicyNoAnswer(&outs[i], detail ? detail : "no token");
+		}
+		else
+		{
+			GraphRequest req;
+			GraphResponse resp;
+
+			memset(&req, 0, sizeof(req));
+			req.url = batch_url;
+			req.content_type = "application/json";
+			req.body = BatchBody(send, npending);
+			req.bearer = token;
+			req.client_request_id = NULL;
+			req.timeout_ms = Max(remaining, 1);
+			GraphSend(&req, &resp);
+			if (resp.aborted)
+				CHECK_FOR_INTERRUPTS();
+			if (resp.status >= 200 && resp.status < 300)
+				BatchReadAnswer(resp.body, resp.body_len, npending, outs);
+			else
+			{
+				/* the $batch failed as a whole: the same for every item */
+				ClassifyResponse(resp.status, resp.body, resp.body_len,
+								 resp.retry_after, resp.transport_error,
+								 &outs[0]);
+				for (int i = 1; i < npending; i++)
+					outs[i] = outs[0];
+			}
+		}
+
+		/*
+		 * Record the delivered items; the first (in the call's order) that
+		 * fails for good raises what its single create raises.
+		 */
+		for (int i = 0; i < npending; i++)
+		{
+			BulkItem   *item = pending[i];
+			Outcome    *o = &outs[i];
+
+			item->out = *o;
+			switch (o->kind)
+			{
+				case OUTCOME_DELIVERED:
+					OutboxRecordDelivered(item->err, item->attempts, o->status,
+										  o->remote_id);
+					item->done = true;
+					break;
+				case OUTCOME_REJECTED:
+					RaiseBulkFailure(item->index, SYNC_REJECTED,
+									 item->attempts, o);
+					break;
+				case OUTCOME_AUTH:
+					/* a fetched token may have been revoked: fetch a new one once */
+					if (o->status == 401 && !refreshed && !TokenIsStatic() &&
+						token != NULL)
+						refresh = true;
+					else
+						RaiseBulkFailure(item->index, SYNC_AUTH,
+										 item->attempts, o);
+					break;
+				case OUTCOME_RETRY:
+					retry = true;
+					attempt = Max(attempt, item->attempts);
+					retry_after = Max(retry_after, o->retry_after);
+					break;
+			}
+		}
+		if (refresh)
+			refreshed = true;
+		if (!retry)
+			continue;			/* everything delivered, or a new token first */
+
+		for (int i = 0; i < npending; i++)
+			if (pending[i]->out.kind == OUTCOME_RETRY &&
+				pending[i]->attempts >= edusync_max_attempts)
+				RaiseBulkFailure(pending[i]->index, SYNC_GAVE_UP,
+								 pending[i]->attempts, &pending[i]->out);
+		for (int i = 0; i < npending; i++)
+			if (pending[i]->out.kind == OUTCOME_RETRY &&
+				pending[i]->out.retry_after * 1000 >= RemainingMs(deadline))
+				RaiseBulkFailure(pending[i]->index, SYNC_GAVE_UP,
+								 pending[i]->attempts, &pending[i]->out);	/* Graph asks for a longer wait */
+		SleepUntilDeadline(Min(PolicyBackoffMs(attempt, retry_after,
+											   SYNC_BACKOFF_BASE_MS,
+											   RemainingMs(deadline)),
+							   RemainingMs(deadline)));
+	}
+}
+
+/* Is id among the ids of items[0..n)? */
+static bool
+BulkHasId(const BulkItem *items, int n, const pg_uuid_t *id)
+{
+	for (int i = 0; i < n; i++)
+		if (memcmp(&items[i].err->id, id, sizeof(pg_uuid_t)) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Sync mode for a bulk call: send the errors of errs[0..n) that a single
+ * create would send (every new one; a replay only when it was never
+ * forwarded, and only once in the call) in $batch requests of BATCH_MAX,
+ * in the call's order, each as SendBulkBatch says.
+ */
+static void
+ForwardSyncBulk(const EdusyncError *errs, const bool *inserted, int n)
+{
+	MemoryContext chunk_cxt;
+	MemoryContext old;
+	BulkItem   *items;
+	char	   *batch_url = NULL;
+	char	   *item_url = NULL;
+	int			nitems = 0;
+
+	chunk_cxt = AllocSetContextCreate(CurrentMemoryContext,
+									  "edusync sync $batch",
+									  ALLOCSET_DEFAULT_SIZES);
+	items = palloc0(sizeof(BulkItem) * BATCH_MAX);
+	for (int i = 0; i <= n; i++)
+	{
+		bool		flush = (i == n) ? nitems > 0 : nitems == BATCH_MAX;
+
+		if (flush)
+		{
+			old = MemoryContextSwitchTo(chunk_cxt);
+			SendBulkBatch(items, nitems, batch_url, item_url);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(chunk_cxt);
+			nitems = 0;
+		}
+		if (i == n)
+			break;
+		CHECK_FOR_INTERRUPTS();
+		if (!inserted[i] &&
+			(BulkHasId(items, nitems, &errs[i].id) || OutboxHasDelivery(&errs[i])))
+			continue;
+		if (batch_url == NULL)
+		{
+			/* as the single create: refused before any traffic */
+			RequirePreload();
+			RequireEndpoint();
+			batch_url = GraphBatchUrl();	/* 22023 if unsafe */
+			item_url = BatchRelativeUrl(GraphErrorsUrl(errs[i].profile_id));
+		}
+		memset(&items[nitems], 0, sizeof(BulkItem));
+		items[nitems].err = &errs[i];
+		items[nitems].index = i;
+		old = MemoryContextSwitchTo(chunk_cxt);
+		items[nitems].request_id = FormatGuid(&errs[i].id);
+		MemoryContextSwitchTo(old);
+		nitems++;
+	}
+	MemoryContextDelete(chunk_cxt);
 }
 
 /*
@@ -271,5 +574,41 @@ ForwardError(const EdusyncError *err, bool replay)
 			(void) GraphErrorsUrl(err->profile_id);
 			OutboxEnqueue(err);
 			break;
+	}
+}
+
+/*
+ * Forward the errors of a bulk call, errs[0..n) (inserted[i]: stored by
+ * this call; else a replay), as create_sync_error forwards each: async
+ * queues one delivery per error, sync sends them in $batch requests of up
+ * to BATCH_MAX (ForwardSyncBulk).
+ */
+void
+ForwardErrors(const EdusyncError *errs, const bool *inserted, int n)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+
+	switch (edusync_forward)
+	{
+		case EDUSYNC_FORWARD_OFF:
+			return;
+		case EDUSYNC_FORWARD_SYNC:
+			ForwardSyncBulk(errs, inserted, n);
+			return;
+		case EDUSYNC_FORWARD_ASYNC:
+			cxt = AllocSetContextCreate(CurrentMemoryContext,
+										"edusync forward",
+										ALLOCSET_SMALL_SIZES);
+			old = MemoryContextSwitchTo(cxt);
+			for (int i = 0; i < n; i++)
+			{
+				CHECK_FOR_INTERRUPTS();
+				ForwardError(&errs[i], !inserted[i]);
+				MemoryContextReset(cxt);
+			}
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(cxt);
+			return;
 	}
 }

@@ -12,6 +12,8 @@
 #include "sync_error.h"
 
 extern void ForwardError(const EdusyncError *err, bool replay);
+extern void ForwardErrors(const EdusyncError *errs, const bool *inserted,
+						  int n);
 extern void ForwardRequireAsync(void);
 
 #endif							/* EDUSYNC_FORWARD_H */
