@@ -192,7 +192,7 @@ SleepUntilDeadline(long ms)
  * fails, and the row is not kept).
  */
 static void
-ForwardSync(const EdusyncError *err)
+ForwardSync(const EdusyncError *err, bool fresh)
 {
 	char	   *url = GraphErrorsUrl(err->profile_id);	/* 22023 if unsafe */
 	char	   *body = AnswerRequestBody(err);
@@ -254,7 +254,7 @@ ForwardSync(const EdusyncError *err)
 		switch (out.kind)
 		{
 			case OUTCOME_DELIVERED:
-				OutboxRecordDelivered(err, attempt, out.status, out.remote_id);
+				OutboxRecordDelivered(err, fresh, attempt, out.status, out.remote_id);
 				return;
 			case OUTCOME_REJECTED:
 				RaiseSyncFailure(SYNC_REJECTED, attempt, &out);
@@ -290,6 +290,7 @@ typedef struct BulkItem
 	int			index;			/* its element of the bodies array */
 	char	   *request_id;		/* its client-request-id */
 	int			attempts;		/* sends so far */
+	bool		fresh;			/* inserted by this call: no delivery row yet */
 	bool		done;			/* delivered and recorded */
 	Outcome		out;			/* its last outcome */
 } BulkItem;
@@ -433,8 +434,8 @@ SendBulkBatch(BulkItem *items, int n, const char *batch_url,
 			switch (o->kind)
 			{
 				case OUTCOME_DELIVERED:
-					OutboxRecordDelivered(item->err, item->attempts, o->status,
-										  o->remote_id);
+					OutboxRecordDelivered(item->err, item->fresh, item->attempts,
+										  o->status, o->remote_id);
 					item->done = true;
 					break;
 				case OUTCOME_REJECTED:
@@ -538,6 +539,7 @@ ForwardSyncBulk(const EdusyncError *errs, const bool *inserted, int n)
 		memset(&items[nitems], 0, sizeof(BulkItem));
 		items[nitems].err = &errs[i];
 		items[nitems].index = i;
+		items[nitems].fresh = inserted[i];
 		old = MemoryContextSwitchTo(chunk_cxt);
 		items[nitems].request_id = FormatGuid(&errs[i].id);
 		MemoryContextSwitchTo(old);
@@ -566,7 +568,7 @@ ForwardError(const EdusyncError *err, bool replay)
 		case EDUSYNC_FORWARD_SYNC:
 			RequirePreload();
 			RequireEndpoint();
-			ForwardSync(err);
+			ForwardSync(err, !replay);
 			break;
 		case EDUSYNC_FORWARD_ASYNC:
 			ForwardRequireAsync();

@@ -54,12 +54,17 @@ OutboxEnqueue(const EdusyncError *err)
 	OutboxWakeAtCommit();
 }
 
-/* Record a delivery done inside the call (sync mode). */
+/*
+ * Record a delivery done inside the call (sync mode).  fresh: the error was
+ * inserted by this call, so it can have no delivery row yet (another
+ * session's row would have to wait for this transaction's error row) and
+ * the insert needs no ON CONFLICT; a replay's may race another replay's.
+ */
 void
-OutboxRecordDelivered(const EdusyncError *err, int attempts, long status,
-					  const char *remote_id)
+OutboxRecordDelivered(const EdusyncError *err, bool fresh, int attempts,
+					  long status, const char *remote_id)
 {
-	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plans[2] = {NULL, NULL};
 	static const Oid types[] = {TEXTOID, UUIDOID, INT4OID, INT4OID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
@@ -70,13 +75,16 @@ OutboxRecordDelivered(const EdusyncError *err, int attempts, long status,
 	values[3] = Int32GetDatum((int32) status);
 	values[4] = TextParam(remote_id, &nulls[4]);
 
-	(void) RunSavedStatement(&plan,
-				 "INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, "
-				 "next_attempt_at, last_status, remote_id, delivered_at, last_attempt_at) "
-				 "VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now(), "
-				 "pg_catalog.now()) "
-				 "ON CONFLICT (profile_id, error_id) DO NOTHING",
+#define RECORD_DELIVERED_SQL \
+	"INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, " \
+	"next_attempt_at, last_status, remote_id, delivered_at, last_attempt_at) " \
+	"VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now(), " \
+	"pg_catalog.now())"
+	(void) RunSavedStatement(&plans[fresh ? 0 : 1],
+				 fresh ? RECORD_DELIVERED_SQL :
+				 RECORD_DELIVERED_SQL " ON CONFLICT (profile_id, error_id) DO NOTHING",
 				 5, types, values, nulls, false, 0);
+#undef RECORD_DELIVERED_SQL
 }
 
 /* Was the error ever handed to forwarding (is there a delivery row)? */

@@ -25,7 +25,7 @@ typedef struct OutboxRow
 
 /* Backends: one error's delivery row. */
 extern void OutboxEnqueue(const EdusyncError *err);
-extern void OutboxRecordDelivered(const EdusyncError *err, int attempts,
+extern void OutboxRecordDelivered(const EdusyncError *err, bool fresh, int attempts,
 								  long status, const char *remote_id);
 extern bool OutboxHasDelivery(const EdusyncError *err);
 extern uint64 OutboxRetryFailed(const char *profile_id);
