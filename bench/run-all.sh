@@ -222,7 +222,7 @@ pgbench_tps() {
 	echo "$tps"
 }
 reset_tables() {
-	psql_ -c "TRUNCATE bench.plain_errors, edusync.sync_errors CASCADE" -c "CHECKPOINT"
+	psql_ -c "TRUNCATE bench.plain_errors, bench.indexed_errors, edusync.sync_errors CASCADE" -c "CHECKPOINT"
 }
 # Milliseconds one SQL statement takes, by psql's \timing.
 statement_ms() {
@@ -250,23 +250,28 @@ set_batch_size() {
 
 # --- the benchmarks ----------------------------------------------------------
 
-# create_sync_error (forward off) vs a bare INSERT of the same row, CLIENTS clients.
+# create_sync_error (forward off) vs a bare INSERT of the same row, CLIENTS
+# clients; and vs the same INSERT into a table with sync_errors' indexes.
 bench_create() {
 	meta create "single create, $CLIENTS clients" 'create_sync_error(profile, jsonb)' 'bare INSERT (same PK, FK)' tps rate '≥ 0.90'
 	meta create_typed "single create, $CLIENTS clients" 'create_sync_error(profile, typed…)' 'bare INSERT (same PK, FK)' tps rate '≥ 0.90'
-	local r a b t
+	meta create_indexed "single create, $CLIENTS clients" 'create_sync_error(profile, jsonb)' 'bare INSERT (same PK, FK and list index)' tps rate ''
+	local r a b t x
 	for r in $(seq 1 "$ROUNDS"); do
 		if [ $((r % 2)) = 1 ]; then
 			reset_tables; b=$(pgbench_tps bare_insert.sql "$CLIENTS")
+			reset_tables; x=$(pgbench_tps bare_insert_indexed.sql "$CLIENTS")
 			reset_tables; a=$(pgbench_tps create_json.sql "$CLIENTS")
 			reset_tables; t=$(pgbench_tps create_typed.sql "$CLIENTS")
 		else
 			reset_tables; t=$(pgbench_tps create_typed.sql "$CLIENTS")
 			reset_tables; a=$(pgbench_tps create_json.sql "$CLIENTS")
+			reset_tables; x=$(pgbench_tps bare_insert_indexed.sql "$CLIENTS")
 			reset_tables; b=$(pgbench_tps bare_insert.sql "$CLIENTS")
 		fi
 		sample create "$r" "$a" "$b"
 		sample create_typed "$r" "$t" "$b"
+		sample create_indexed "$r" "$a" "$x"
 	done
 }
 

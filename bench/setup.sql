@@ -6,7 +6,12 @@ CREATE SCHEMA IF NOT EXISTS bench;
 CREATE TABLE IF NOT EXISTS bench.plain_errors (LIKE edusync.sync_errors INCLUDING DEFAULTS);
 ALTER TABLE bench.plain_errors ADD PRIMARY KEY (profile_id, id),
 	ADD FOREIGN KEY (profile_id) REFERENCES edusync.sync_profiles (id);
--- diagnostic only: the same C function without SECURITY DEFINER and its
--- pinned search_path, to show what the pinning costs
-CREATE OR REPLACE FUNCTION bench.create_unpinned(profile_id text, body jsonb) RETURNS jsonb
-	AS '$libdir/edusync', 'create_sync_error_body' LANGUAGE C VOLATILE;
+-- a second baseline: the same table with every index edusync.sync_errors
+-- has (the key and list_sync_errors' index), to show what is left once the
+-- list index, which lists need, is paid by both
+CREATE TABLE IF NOT EXISTS bench.indexed_errors (LIKE edusync.sync_errors INCLUDING DEFAULTS INCLUDING INDEXES);
+DO $$BEGIN
+	ALTER TABLE bench.indexed_errors
+		ADD FOREIGN KEY (profile_id) REFERENCES edusync.sync_profiles (id);
+EXCEPTION WHEN duplicate_object THEN NULL;
+END$$;
