@@ -80,6 +80,16 @@ ok(settle($node, 'later', 60), 'restart: 4 more');
 is(view(), table(), 'restart: seeded ring plus bumps agree with the table');
 is(view(), '52', 'restart: 52');
 
+# seeding while the worker commits deliveries: a DELETE puts the ring in
+# doubt while a backlog drains, reads reseed it meanwhile; once drained,
+# no delivery is counted twice or missed
+queue_errors($node, 3000, 'busy');
+$node->safe_psql('postgres', q{DELETE FROM edusync.sync_errors WHERE error_message = 'later 1'});
+my @seen = map { view() } 1 .. 20;
+ok(settle($node, 'busy', 120), 'busy: 3000 delivered');
+is(view(), table(), 'busy: the ring seeded during the drain agrees with the table');
+is(view(), '3051', 'busy: 3051');
+
 # TRUNCATE puts the ring in doubt too
 $node->safe_psql('postgres', 'TRUNCATE edusync.sync_errors CASCADE');
 is(view(), '0', 'TRUNCATE: 0');
