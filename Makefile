@@ -27,6 +27,7 @@ OBJS = \
 	src/graph_client.o \
 	src/token.o \
 	src/registry.o \
+	src/recent.o \
 	src/launcher.o \
 	src/worker.o
 

@@ -168,19 +168,47 @@ CREATE INDEX deliveries_failed_idx ON edusync.deliveries (profile_id)
 CREATE INDEX deliveries_delivered_idx ON edusync.deliveries (delivered_at)
 	WHERE status OPERATOR(pg_catalog.=) 'delivered';
 
--- delivery_queue reads those indexes (same columns, same meaning); the
--- view keeps its grants.
+-- delivery_queue's delivered_last_hour without counting an hour of index
+-- entries: a ring of per-minute counts in shared memory, bumped at commit
+-- by whoever records a delivery, seeded from the table once after a server
+-- start; counted from the table when it cannot answer (not preloaded, a
+-- standby, in doubt).  Readers of the view need EXECUTE on it.
+CREATE FUNCTION edusync.delivered_last_hour()
+RETURNS pg_catalog.int8
+AS 'MODULE_PATHNAME', 'delivered_last_hour'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
+SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION edusync.delivered_last_hour() IS
+	'Deliveries with delivered_at in the last hour: from a ring of per-minute counts in shared memory, or from the table when the ring cannot answer';
+
+-- Deleting or truncating delivery rows puts that ring in doubt (at commit):
+-- the next reader seeds it again from the table.
+CREATE FUNCTION edusync.deliveries_removed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'deliveries_removed'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+COMMENT ON FUNCTION edusync.deliveries_removed() IS
+	'Trigger: delivery rows were deleted, so delivered_last_hour counts from the table until it is seeded again';
+CREATE TRIGGER deliveries_removed AFTER DELETE OR TRUNCATE ON edusync.deliveries
+	FOR EACH STATEMENT EXECUTE FUNCTION edusync.deliveries_removed();
+
+REVOKE ALL ON FUNCTION edusync.delivered_last_hour() FROM PUBLIC;
+REVOKE ALL ON FUNCTION edusync.deliveries_removed() FROM PUBLIC;
+
+-- delivery_queue reads those indexes and that ring (same columns, same
+-- meaning); the view keeps its grants, but its readers now also need
+-- EXECUTE on edusync.delivered_last_hour() (README).
 CREATE OR REPLACE VIEW edusync.delivery_queue AS
 	SELECT (SELECT pg_catalog.count(*) FROM edusync.deliveries d
 			WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS pending,
 		   (SELECT pg_catalog.count(*) FROM edusync.deliveries d
 			WHERE d.status OPERATOR(pg_catalog.=) 'failed') AS failed,
-		   (SELECT pg_catalog.count(*) FROM edusync.deliveries d
-			WHERE d.status OPERATOR(pg_catalog.=) 'delivered'
-			AND d.delivered_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) '1 hour'::pg_catalog.interval)) AS delivered_last_hour,
+		   edusync.delivered_last_hour() AS delivered_last_hour,
 		   pg_catalog.now() OPERATOR(pg_catalog.-)
 		   (SELECT pg_catalog.min(d.created_at) FROM edusync.deliveries d
 			WHERE d.status OPERATOR(pg_catalog.=) 'pending') AS oldest_pending_age;
+COMMENT ON VIEW edusync.delivery_queue IS
+	'The forwarding queue at a glance, for monitoring; pending, failed and oldest_pending_age from partial indexes, delivered_last_hour from edusync.delivered_last_hour() (a ring of per-minute counts in shared memory, seeded from the table once per server start)';
 
 -- when each delivery was last sent (NULL: never)
 ALTER TABLE edusync.deliveries ADD COLUMN last_attempt_at pg_catalog.timestamptz;

@@ -29,6 +29,7 @@
 #include "utils/uuid.h"
 
 #include "outbox.h"
+#include "recent.h"
 #include "registry.h"
 #include "saved_plan.h"
 #include "store.h"
@@ -68,6 +69,7 @@ OutboxRecordDelivered(const EdusyncError *err, bool fresh, int attempts,
 	static const Oid types[] = {TEXTOID, UUIDOID, INT4OID, INT4OID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	uint64		n;
 
 	values[0] = CStringGetTextDatum(err->profile_id);
 	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
@@ -80,11 +82,12 @@ OutboxRecordDelivered(const EdusyncError *err, bool fresh, int attempts,
 	"next_attempt_at, last_status, remote_id, delivered_at, last_attempt_at) " \
 	"VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now(), " \
 	"pg_catalog.now())"
-	(void) RunSavedStatement(&plans[fresh ? 0 : 1],
+	n = RunSavedStatement(&plans[fresh ? 0 : 1],
 				 fresh ? RECORD_DELIVERED_SQL :
 				 RECORD_DELIVERED_SQL " ON CONFLICT (profile_id, error_id) DO NOTHING",
 				 5, types, values, nulls, false, 0);
 #undef RECORD_DELIVERED_SQL
+	RecentNoteDelivered((int64) n);
 }
 
 /* Was the error ever handed to forwarding (is there a delivery row)? */
@@ -207,7 +210,8 @@ OutboxWakeAtCommit(void)
 	"AND d.ctid OPERATOR(pg_catalog.=) v.t " \
 	"AND pg_catalog.texteq(d.profile_id, v.p) " \
 	"AND pg_catalog.uuid_eq(d.error_id, v.e) " \
-	"AND pg_catalog.texteq(d.status, 'pending')"
+	"AND pg_catalog.texteq(d.status, 'pending') " \
+	"RETURNING pg_catalog.texteq(d.status, 'delivered')"
 
 /*
  * The worker's plans are generic (CURSOR_OPT_GENERIC_PLAN): their values (a
@@ -363,6 +367,20 @@ OutboxRecordVerdicts(int n, const char *const *profile_ids,
 	SPI_connect();
 	PrepareSavedPlan(&plan, RECORD_SQL, 8, types, CURSOR_OPT_GENERIC_PLAN);
 	RunSavedPlan(&plan, RECORD_SQL, 8, types, values, nulls, false, 0);
+	/* the rows that became delivered, for delivered_last_hour (recent.c) */
+	{
+		int64		delivered = 0;
+
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+										   SPI_tuptable->tupdesc, 1, &isnull)))
+				delivered++;
+		}
+		RecentNoteDelivered(delivered);
+	}
 	SPI_finish();
 }
 
@@ -446,6 +464,8 @@ OutboxPurgeDelivered(int retention_s, int limit)
 
 	values[0] = Float8GetDatum((double) retention_s);
 	values[1] = Int32GetDatum(limit);
+	/* rows older than an hour do not put delivered_last_hour in doubt */
+	RecentDeletingOld(retention_s >= SECS_PER_HOUR);
 	n = RunSavedStatement(&plan,
 				 "DELETE FROM edusync.deliveries WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
 				 "SELECT ctid FROM edusync.deliveries "
@@ -454,6 +474,7 @@ OutboxPurgeDelivered(int retention_s, int limit)
 				 "OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $1)) "
 				 "LIMIT $2))",
 				 2, types, values, nulls, false, 0);
+	RecentDeletingOld(false);
 	return n;
 }
 
@@ -487,4 +508,88 @@ OutboxNoteWaiting(int n, const char *const *profile_ids,
 					 3, types, values, nulls, false, 0);
 	}
 	SPI_finish();
+}
+
+/*
+ * How many deliveries have delivered_at after after and, unless before is
+ * DT_NOEND, before before: one range of deliveries_delivered_idx.
+ */
+uint64
+OutboxCountDelivered(TimestampTz after, TimestampTz before)
+{
+	static SPIPlanPtr plan_open = NULL;
+	static SPIPlanPtr plan_range = NULL;
+	static const Oid types[] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	bool		isnull;
+	uint64		n;
+
+	values[0] = TimestampTzGetDatum(after);
+	values[1] = TimestampTzGetDatum(before);
+	SPI_connect();
+	if (TIMESTAMP_IS_NOEND(before))
+		RunSavedPlan(&plan_open,
+					 "SELECT pg_catalog.count(*) FROM edusync.deliveries "
+					 "WHERE status OPERATOR(pg_catalog.=) 'delivered' "
+					 "AND delivered_at OPERATOR(pg_catalog.>) $1",
+					 1, types, values, nulls, true, 0);
+	else
+		RunSavedPlan(&plan_range,
+					 "SELECT pg_catalog.count(*) FROM edusync.deliveries "
+					 "WHERE status OPERATOR(pg_catalog.=) 'delivered' "
+					 "AND delivered_at OPERATOR(pg_catalog.>) $1 "
+					 "AND delivered_at OPERATOR(pg_catalog.<) $2",
+					 2, types, values, nulls, true, 0);
+	n = (uint64) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	return n;
+}
+
+/*
+ * The deliveries with delivered_at from from on, per minute (UTC, whatever
+ * the TimeZone), as seen by snap, oldest minute first, into *minutes and
+ * *counts (in the caller's memory); returns how many minutes.
+ */
+int
+OutboxDeliveredPerMinute(TimestampTz from, Snapshot snap,
+						 TimestampTz **minutes, int64 **counts)
+{
+	static SPIPlanPtr plan = NULL;
+	static const Oid types[] = {TIMESTAMPTZOID};
+	static const char *sql =
+		"SELECT pg_catalog.date_bin('1 minute'::pg_catalog.interval, delivered_at, "
+		"'2000-01-01 00:00:00+00'::pg_catalog.timestamptz) AS m, pg_catalog.count(*) "
+		"FROM edusync.deliveries "
+		"WHERE status OPERATOR(pg_catalog.=) 'delivered' "
+		"AND delivered_at OPERATOR(pg_catalog.>=) $1 "
+		"GROUP BY 1 ORDER BY 1";
+	MemoryContext outer = CurrentMemoryContext;
+	Datum		values[1];
+	char		nulls[1] = {' '};
+	int			ret;
+	int			n;
+
+	values[0] = TimestampTzGetDatum(from);
+	SPI_connect();
+	PrepareSavedPlan(&plan, sql, 1, types, 0);
+	ret = SPI_execute_snapshot(plan, values, nulls, snap, InvalidSnapshot,
+							   true, false, 0);
+	if (ret < 0)
+		elog(ERROR, "SPI_execute_snapshot failed: %s", SPI_result_code_string(ret));
+	n = (int) SPI_processed;
+	*minutes = MemoryContextAlloc(outer, sizeof(TimestampTz) * Max(n, 1));
+	*counts = MemoryContextAlloc(outer, sizeof(int64) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		(*minutes)[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1, &isnull));
+		(*counts)[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+												   SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	SPI_finish();
+	return n;
 }

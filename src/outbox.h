@@ -10,6 +10,8 @@
 #ifndef EDUSYNC_OUTBOX_H
 #define EDUSYNC_OUTBOX_H
 
+#include "utils/snapshot.h"
+
 #include "storage/itemptr.h"
 
 #include "policy.h"
@@ -43,6 +45,11 @@ extern void OutboxRecordVerdicts(int n, const char *const *profile_ids,
 								 const ItemPointerData *tids,
 								 const Verdict *verdicts);
 extern uint64 OutboxPurgeDelivered(int retention_s, int limit);
+
+/* delivered_last_hour (recent.c). */
+extern uint64 OutboxCountDelivered(TimestampTz after, TimestampTz before);
+extern int	OutboxDeliveredPerMinute(TimestampTz from, Snapshot snap,
+									 TimestampTz **minutes, int64 **counts);
 extern void OutboxNoteWaiting(int n, const char *const *profile_ids,
 							  const pg_uuid_t *error_ids, const char *reason);
 

@@ -19,6 +19,11 @@
  *	  - COMMIT PREPARED: wakes the worker, since the XactCallback of the
  *		session that prepared never sees the commit.
  *
+ *	  Each slot also holds its database's ring of delivered counts per
+ *	  minute (recent.c says how it is seeded and bumped); the ring is reset
+ *	  when the slot is taken and put in doubt (unseeded) by CREATE/DROP
+ *	  EXTENSION and COMMIT PREPARED.
+ *
  *	  One spinlock guards the struct; nothing done under it can fail.
  *
  *-------------------------------------------------------------------------
@@ -47,11 +52,30 @@
 /* How long DROP DATABASE waits for the worker to leave. */
 #define REGISTRY_LEAVE_WAIT_MS	5000
 
+/* What a ring is: unseeded (counts in doubt), being seeded, or seeded. */
+typedef enum RingState
+{
+	RING_UNSEEDED = 0,
+	RING_SEEDING,
+	RING_SEEDED
+} RingState;
+
+/* Deliveries recorded as delivered, per minute, in one database. */
+typedef struct DeliveredRing
+{
+	RingState	state;
+	uint32		gen;			/* bumped each time the ring is put in doubt */
+	int64		seeded_from;	/* the oldest minute the seed counted */
+	int64		minute[RING_MINUTES];	/* the minute a bucket counts */
+	int64		count[RING_MINUTES];
+} DeliveredRing;
+
 typedef struct WorkerSlot
 {
 	SlotStatus	status;			/* dbid FREE when unused */
 	int			pgprocno;		/* the running worker's PGPROC, or -1 */
 	uint32		created_gen;	/* bumped by each CREATE EXTENSION commit */
+	DeliveredRing ring;
 } WorkerSlot;
 
 typedef struct Registry
@@ -62,6 +86,7 @@ typedef struct Registry
 } Registry;
 
 static Registry *registry = NULL;
+static LWLock *ring_lock = NULL;	/* see recent.c */
 static int	my_slot = -1;		/* this worker's slot */
 static uint32 my_created_gen = 0;	/* its created_gen when the worker began */
 
@@ -98,6 +123,7 @@ RegistryShmemRequest(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(RegistryShmemSize());
+	RequestNamedLWLockTranche("edusync ring", 1);
 }
 #endif
 
@@ -120,6 +146,7 @@ RegistryShmemStartup(void)
 		for (int i = 0; i < REGISTRY_MAX_DATABASES; i++)
 			registry->slots[i].pgprocno = -1;
 	}
+	ring_lock = &(GetNamedLWLockTranche("edusync ring"))->lock;
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -132,6 +159,7 @@ RegistryInit(void)
 	shmem_request_hook = RegistryShmemRequest;
 #else
 	RequestAddinShmemSpace(RegistryShmemSize());
+	RequestNamedLWLockTranche("edusync ring", 1);
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = RegistryShmemStartup;
@@ -172,9 +200,19 @@ TakeSlot(Oid dbid)
 		slot->status.state = SLOT_UNKNOWN;
 		slot->status.since = GetCurrentTimestamp();
 		slot->pgprocno = -1;
+		slot->ring.state = RING_UNSEEDED;
+		slot->ring.gen++;
 		return i;
 	}
 	return -1;
+}
+
+/* Put slot i's ring in doubt; the caller holds the mutex. */
+static void
+RingInDoubt(int i)
+{
+	registry->slots[i].ring.state = RING_UNSEEDED;
+	registry->slots[i].ring.gen++;
 }
 
 /* Set a latch by PGPROC number (-1: nobody). */
@@ -472,6 +510,178 @@ RegistryCount(int64 sent, int64 delivered, int64 retried, int64 failed,
 
 
 /* ---------------------------------------------------------------------
+ * The ring of delivered counts (recent.c)
+ * ---------------------------------------------------------------------
+ */
+
+/* The lock that orders seeding against commits that bump; NULL unpreloaded. */
+LWLock *
+RegistryRingLock(void)
+{
+	return registry ? ring_lock : NULL;
+}
+
+/* The bucket of a minute (minutes may be negative: before 2000). */
+static inline int
+RingBucket(int64 minute)
+{
+	int64		b = minute % RING_MINUTES;
+
+	return (int) (b < 0 ? b + RING_MINUTES : b);
+}
+
+/*
+ * Count n deliveries recorded as delivered in minute.  A bucket holding an
+ * older minute starts over; one holding a newer minute (this one is more
+ * than an hour older) is left alone: a reader that needs this minute then
+ * finds it gone and counts from the table.
+ */
+void
+RegistryRingAdd(Oid dbid, int64 minute, int64 n)
+{
+	int			i;
+
+	if (registry == NULL)
+		return;
+	SpinLockAcquire(&registry->mutex);
+	i = FindSlot(dbid);
+	if (i >= 0)
+	{
+		DeliveredRing *ring = &registry->slots[i].ring;
+		int			b = RingBucket(minute);
+
+		if (ring->minute[b] == minute)
+			ring->count[b] += n;
+		else if (ring->minute[b] < minute)
+		{
+			ring->minute[b] = minute;
+			ring->count[b] = n;
+		}
+	}
+	SpinLockRelease(&registry->mutex);
+}
+
+/*
+ * The deliveries of dbid's ring from from_minute (and the
+ * RING_MINUTES - 1 minutes after it) on: RING_SUM with *sum when the ring is
+ * seeded and holds all of them; RING_SEED when it is unseeded, the caller
+ * now being its seeder (*gen: the generation to seed); RING_TABLE otherwise.
+ */
+RingAnswer
+RegistryRingSum(Oid dbid, int64 from_minute, int64 *sum, uint32 *gen)
+{
+	RingAnswer	answer = RING_TABLE;
+	int			i;
+
+	*sum = 0;
+	*gen = 0;
+	if (registry == NULL)
+		return RING_TABLE;
+	SpinLockAcquire(&registry->mutex);
+	i = FindSlot(dbid);
+	if (i >= 0)
+	{
+		DeliveredRing *ring = &registry->slots[i].ring;
+
+		if (ring->state == RING_UNSEEDED)
+		{
+			ring->state = RING_SEEDING;
+			*gen = ring->gen;
+			answer = RING_SEED;
+		}
+		else if (ring->state == RING_SEEDED && from_minute >= ring->seeded_from)
+		{
+			answer = RING_SUM;
+			for (int64 m = from_minute; m < from_minute + RING_MINUTES; m++)
+			{
+				int			b = RingBucket(m);
+
+				if (ring->minute[b] == m)
+					*sum += ring->count[b];
+				else if (ring->minute[b] > m)
+				{
+					answer = RING_TABLE;	/* that minute is gone */
+					break;
+				}
+				/* an older minute there: none was counted in m */
+			}
+		}
+	}
+	SpinLockRelease(&registry->mutex);
+	if (answer != RING_SUM)
+		*sum = 0;
+	return answer;
+}
+
+/*
+ * The seeder of generation gen empties the ring, whose seed counts from
+ * from_minute on; false when the ring was put in doubt meanwhile.  The
+ * caller holds RegistryRingLock() exclusively.
+ */
+bool
+RegistryRingZero(Oid dbid, uint32 gen, int64 from_minute)
+{
+	bool		ok = false;
+	int			i;
+
+	SpinLockAcquire(&registry->mutex);
+	i = FindSlot(dbid);
+	if (i >= 0 && registry->slots[i].ring.state == RING_SEEDING &&
+		registry->slots[i].ring.gen == gen)
+	{
+		DeliveredRing *ring = &registry->slots[i].ring;
+
+		for (int b = 0; b < RING_MINUTES; b++)
+		{
+			ring->minute[b] = PG_INT64_MIN;
+			ring->count[b] = 0;
+		}
+		ring->seeded_from = from_minute;
+		ok = true;
+	}
+	SpinLockRelease(&registry->mutex);
+	return ok;
+}
+
+/*
+ * The seeder of generation gen is done: ok, the ring is seeded; else (it
+ * failed) unseeded again.  False when the ring was put in doubt meanwhile.
+ */
+bool
+RegistryRingEndSeed(Oid dbid, uint32 gen, bool ok)
+{
+	bool		done = false;
+	int			i;
+
+	SpinLockAcquire(&registry->mutex);
+	i = FindSlot(dbid);
+	if (i >= 0 && registry->slots[i].ring.state == RING_SEEDING &&
+		registry->slots[i].ring.gen == gen)
+	{
+		registry->slots[i].ring.state = ok ? RING_SEEDED : RING_UNSEEDED;
+		done = ok;
+	}
+	SpinLockRelease(&registry->mutex);
+	return done;
+}
+
+/* Put dbid's ring in doubt: the next reader seeds it again. */
+void
+RegistryRingInvalidate(Oid dbid)
+{
+	int			i;
+
+	if (registry == NULL)
+		return;
+	SpinLockAcquire(&registry->mutex);
+	i = FindSlot(dbid);
+	if (i >= 0)
+		RingInDoubt(i);
+	SpinLockRelease(&registry->mutex);
+}
+
+
+/* ---------------------------------------------------------------------
  * The utility hook
  * ---------------------------------------------------------------------
  */
@@ -544,6 +754,7 @@ ExtensionAtCommit(XactEvent event, void *arg)
 				WorkerSlot *slot = &registry->slots[i];
 
 				slot->created_gen++;
+				RingInDoubt(i);
 				/* a worker that runs or starts already stays */
 				if (slot->pgprocno >= 0 || slot->status.state == SLOT_STARTING)
 					;
@@ -557,7 +768,10 @@ ExtensionAtCommit(XactEvent event, void *arg)
 			RegistryWakeLauncher();
 		}
 		else
+		{
+			RegistryRingInvalidate(MyDatabaseId);
 			RegistryWakeWorker(MyDatabaseId);
+		}
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
 		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
@@ -617,5 +831,9 @@ RegistryProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 	if (wake)
+	{
+		/* what the prepared transaction delivered was not counted */
+		RegistryRingInvalidate(MyDatabaseId);
 		RegistryWakeWorker(MyDatabaseId);
+	}
 }

@@ -68,4 +68,26 @@ extern void RegistryCount(int64 sent, int64 delivered, int64 retried,
 						  int64 failed, int64 throttled, int64 batches,
 						  bool success);
 
+/*
+ * The ring of deliveries recorded as delivered per minute (recent.c): one
+ * per slot, 60 one-minute buckets, minutes counted from PostgreSQL's epoch.
+ */
+#define RING_MINUTES	60
+
+typedef enum RingAnswer
+{
+	RING_SUM,					/* *sum holds the answer */
+	RING_SEED,					/* unseeded: the caller is now its seeder */
+	RING_TABLE					/* no ring, seeding elsewhere, or in doubt */
+} RingAnswer;
+
+struct LWLock;
+extern struct LWLock *RegistryRingLock(void);
+extern void RegistryRingAdd(Oid dbid, int64 minute, int64 n);
+extern RingAnswer RegistryRingSum(Oid dbid, int64 from_minute, int64 *sum,
+								  uint32 *gen);
+extern bool RegistryRingZero(Oid dbid, uint32 gen, int64 from_minute);
+extern bool RegistryRingEndSeed(Oid dbid, uint32 gen, bool ok);
+extern void RegistryRingInvalidate(Oid dbid);
+
 #endif							/* EDUSYNC_REGISTRY_H */
