@@ -334,7 +334,7 @@ CREATE FUNCTION edusync.delivered_last_hour()
 RETURNS pg_catalog.int8
 AS 'MODULE_PATHNAME', 'delivered_last_hour'
 LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE
-SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
+SECURITY DEFINER;
 COMMENT ON FUNCTION edusync.delivered_last_hour() IS
 	'Deliveries with delivered_at in the last hour: from a ring of per-minute counts in shared memory, or from the table when the ring cannot answer';
 

@@ -14,6 +14,7 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -31,6 +32,7 @@
 #include "forward.h"
 #include "graph_url.h"
 #include "outbox.h"
+#include "recent.h"
 #include "registry.h"
 #include "settings.h"
 #include "skiptoken.h"
@@ -55,6 +57,8 @@ extern PGDLLEXPORT Datum worker_status(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum queue_errors(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum retry_delivery(PG_FUNCTION_ARGS);
 extern PGDLLEXPORT Datum cancel_delivery(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum delivered_last_hour(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum deliveries_removed(PG_FUNCTION_ARGS);
 
 /*
  * Refuse to run against SQL objects of another version than the library's
@@ -693,4 +697,37 @@ Datum
 cancel_delivery(PG_FUNCTION_ARGS)
 {
 	return DefinerCall(CancelDelivery, fcinfo);
+}
+
+
+/* delivered_last_hour(): what delivery_queue shows as delivered_last_hour */
+static Datum
+DeliveredLastHour(FunctionCallInfo fcinfo)
+{
+	PG_RETURN_INT64(RecentDeliveredLastHour());
+}
+
+PG_FUNCTION_INFO_V1(delivered_last_hour);
+
+Datum
+delivered_last_hour(PG_FUNCTION_ARGS)
+{
+	return DefinerCall(DeliveredLastHour, fcinfo);
+}
+
+/*
+ * Trigger deliveries_removed (AFTER DELETE OR TRUNCATE on deliveries, per
+ * statement): delivered_last_hour's ring may count rows that are gone.
+ */
+PG_FUNCTION_INFO_V1(deliveries_removed);
+
+Datum
+deliveries_removed(PG_FUNCTION_ARGS)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("deliveries_removed must be called as a trigger")));
+	RecentRowsRemoved(TRIGGER_FIRED_BY_TRUNCATE(((TriggerData *) fcinfo->context)->tg_event));
+	return PointerGetDatum(NULL);
 }

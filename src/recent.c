@@ -49,7 +49,6 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
-#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -86,8 +85,6 @@ static bool callbacks_registered = false;
 static bool seeding = false;	/* this process is seeding (seed_gen) */
 static uint32 seed_gen = 0;
 
-extern PGDLLEXPORT Datum delivered_last_hour(PG_FUNCTION_ARGS);
-extern PGDLLEXPORT Datum deliveries_removed(PG_FUNCTION_ARGS);
 
 /* The minute (since 2000-01-01 00:00 UTC) that holds t. */
 static int64
@@ -300,12 +297,11 @@ SeedRing(uint32 gen, int64 from_minute)
 }
 
 /*
- * edusync.delivered_last_hour(): deliveries with delivered_at after
- * now() - 1 hour, from the ring when it can answer, else from the table.
+ * Deliveries with delivered_at after now() - 1 hour (edusync.delivered_last_hour()),
+ * from the ring when it can answer, else from the table.
  */
-PG_FUNCTION_INFO_V1(delivered_last_hour);
-Datum
-delivered_last_hour(PG_FUNCTION_ARGS)
+int64
+RecentDeliveredLastHour(void)
 {
 	TimestampTz since = GetCurrentTransactionStartTimestamp() - USECS_PER_HOUR;
 	int64		first = MinuteOf(since) + 1;	/* the first whole minute */
@@ -325,27 +321,22 @@ delivered_last_hour(PG_FUNCTION_ARGS)
 		}
 	}
 	if (answer != RING_SUM)
-		PG_RETURN_INT64((int64) OutboxCountDelivered(since, DT_NOEND));
+		return (int64) OutboxCountDelivered(since, DT_NOEND);
 	/* the part-minute before the first whole one, from the index */
-	PG_RETURN_INT64(sum + (int64) OutboxCountDelivered(since, first * USECS_PER_MINUTE));
+	return sum + (int64) OutboxCountDelivered(since, first * USECS_PER_MINUTE);
 }
 
 /*
- * Trigger deliveries_removed (AFTER DELETE OR TRUNCATE, per statement):
- * rows the ring counted may be gone, so it is put in doubt at commit.
+ * Delivery rows were deleted (truncate: all of them), as the trigger
+ * deliveries_removed says: rows the ring counted may be gone, so it is put
+ * in doubt at commit, unless the worker is purging rows older than an hour.
  */
-PG_FUNCTION_INFO_V1(deliveries_removed);
-Datum
-deliveries_removed(PG_FUNCTION_ARGS)
+void
+RecentRowsRemoved(bool truncate)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("deliveries_removed must be called as a trigger")));
-	if (!deleting_old || TRIGGER_FIRED_BY_TRUNCATE(((TriggerData *) fcinfo->context)->tg_event))
+	if (!deleting_old || truncate)
 	{
 		RegisterCallbacks();
 		in_doubt = true;
 	}
-	return PointerGetDatum(NULL);
 }

@@ -15,4 +15,10 @@ extern void RecentNoteDelivered(int64 n);
 /* The next deletes from deliveries are of rows older than an hour. */
 extern void RecentDeletingOld(bool old);
 
+/* edusync.delivered_last_hour()'s answer. */
+extern int64 RecentDeliveredLastHour(void);
+
+/* The trigger deliveries_removed fired (truncate: a TRUNCATE). */
+extern void RecentRowsRemoved(bool truncate);
+
 #endif							/* EDUSYNC_RECENT_H */
