@@ -191,7 +191,12 @@ OutboxWakeAtCommit(void)
 	" AND s.id OPERATOR(pg_catalog.=) d.error_id OFFSET 0) e " \
 	"ORDER BY d.next_attempt_at"
 
-/* The worker's record (OutboxRecordVerdicts): eight arrays. */
+/*
+ * The worker's record (OutboxRecordVerdicts): eight arrays, joined to the
+ * table by TID (a TID scan per row).  No "d.ctid = ANY ($8)" besides: a
+ * parameter array is searched from its start for every row, a quadratic
+ * filter (0.5 ms of 4 ms for 256 rows).
+ */
 #define RECORD_SQL \
 	"UPDATE edusync.deliveries d SET status = v.s, " \
 	"attempts = d.attempts OPERATOR(pg_catalog.+) 1, " \
@@ -206,8 +211,7 @@ OutboxWakeAtCommit(void)
 	"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), " \
 	"pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8)) " \
 	"AS v(p, e, s, ls, le, r, ms, t) " \
-	"WHERE d.ctid OPERATOR(pg_catalog.=) ANY ($8) " \
-	"AND d.ctid OPERATOR(pg_catalog.=) v.t " \
+	"WHERE d.ctid OPERATOR(pg_catalog.=) v.t " \
 	"AND pg_catalog.texteq(d.profile_id, v.p) " \
 	"AND pg_catalog.uuid_eq(d.error_id, v.e) " \
 	"AND pg_catalog.texteq(d.status, 'pending') " \

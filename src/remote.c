@@ -20,6 +20,7 @@
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #include "compat.h"
@@ -193,7 +194,12 @@ WalkScalar(void *state, char *token, JsonTokenType tokentype)
 		if (w->keys[level] != NULL)
 			appendStringInfoString(path, w->keys[level]);
 		else
-			appendStringInfo(path, "%d", w->index[level]);
+		{
+			char		digits[12];
+
+			pg_ltoa(w->index[level], digits);	/* not a printf per scalar */
+			appendStringInfoString(path, digits);
+		}
 	}
 	w->visit(w->arg, path->data, tokentype == JSON_TOKEN_STRING, token);
 	EDUSYNC_JSON_DONE;
