@@ -30,6 +30,7 @@
 #define ERROR_COLUMNS	STORE_ERROR_COLUMNS("")
 
 static SPIPlanPtr insert_plan = NULL;
+static SPIPlanPtr insert_new_plan = NULL;
 static SPIPlanPtr fetch_plan = NULL;
 static SPIPlanPtr list_plan = NULL;
 static SPIPlanPtr list_after_plan = NULL;
@@ -182,10 +183,19 @@ StoreError(EdusyncError *err)
 		SPI_connect();
 		PG_TRY();
 		{
-			RunSavedPlan(&insert_plan,
+			/*
+			 * An id the call generated (a random UUID) is new: no ON
+			 * CONFLICT, whose speculative insertion costs a tenth of the
+			 * call.  Were it ever taken, the unique violation would be the
+			 * contract's 23505 all the same.
+			 */
+			RunSavedPlan(err->id_given ? &insert_plan : &insert_new_plan,
+					err->id_given ?
 					"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
 					"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-					"ON CONFLICT (profile_id, id) DO NOTHING",
+					"ON CONFLICT (profile_id, id) DO NOTHING" :
+					"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
+					"VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
 					8, types, values, nulls, false, 0);
 		}
 		PG_CATCH();
