@@ -11,6 +11,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
 use JSON::PP;
+use Encode ();
 use FakeGraph;
 use EdusyncTest;
 
@@ -81,6 +82,19 @@ is($r->{headers}{'client-request-id'}, $answer->{id}, 'client-request-id is the 
 my %expected_body = %$answer;
 delete $expected_body{id};
 is_deeply($r->{json}, \%expected_body, 'body is the answer without the read-only id');
+is($r->{body}, $node->safe_psql('postgres', "SELECT (\$j\$$out\$j\$::jsonb - 'id')::text"),
+	'body, byte for byte, is the text of that jsonb');
+
+# the same for text that needs escapes, a null and a fraction of a second
+$graph->reset;
+($ok, $out, $err) = sync_sql(q{SELECT edusync.create_sync_error('p1', 'Student',
+	'c', E'say "hi" \\\\ back\tslash \u00e9 \u2603', NULL, 'r',
+	'2017-07-05T00:52:45.25Z')});
+ok($ok, 'sync create with escapes succeeds') or diag($err);
+@reqs = $graph->requests(kind => 'errors');
+is($reqs[0]{body},
+	Encode::decode('UTF-8', $node->safe_psql('postgres', "SELECT (\$j\$$out\$j\$::jsonb - 'id')::text")),
+	'escapes, null and fraction: the body is the text of the answer\'s jsonb');
 my $delivery = $node->safe_psql('postgres',
 	"SELECT status, attempts, last_status, remote_id IS NOT NULL, delivered_at IS NOT NULL
 	 FROM edusync.deliveries WHERE error_id = '$answer->{id}'");
