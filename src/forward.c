@@ -226,12 +226,7 @@ ForwardSync(const EdusyncError *err, bool fresh)
 
 		attempt++;
 		if (ts == TOKEN_UNREACHABLE)
-		{
-			memset(&out, 0, sizeof(out));
-			out.kind = OUTCOME_RETRY;
-			out.retry_after = -1;
-			out.reason = pstrdup(detail);
-		}
+			PolicyNoAnswer(&out, detail ? detail : "no token");
 		else
 		{
 			GraphRequest req;

@@ -614,6 +614,21 @@ RegistryRingSum(Oid dbid, int64 from_minute, int64 *sum, uint32 *gen)
 }
 
 /*
+ * The ring of dbid while its seeder of generation gen is at work, or NULL
+ * (no slot, or the ring was put in doubt since).  Under registry->mutex.
+ */
+static DeliveredRing *
+SeederRing(Oid dbid, uint32 gen)
+{
+	int			i = FindSlot(dbid);
+
+	if (i < 0 || registry->slots[i].ring.state != RING_SEEDING ||
+		registry->slots[i].ring.gen != gen)
+		return NULL;
+	return &registry->slots[i].ring;
+}
+
+/*
  * The seeder of generation gen empties the ring, whose seed counts from
  * from_minute on; false when the ring was put in doubt meanwhile.  The
  * caller holds RegistryRingLock() exclusively.
@@ -622,15 +637,12 @@ bool
 RegistryRingZero(Oid dbid, uint32 gen, int64 from_minute)
 {
 	bool		ok = false;
-	int			i;
+	DeliveredRing *ring;
 
 	SpinLockAcquire(&registry->mutex);
-	i = FindSlot(dbid);
-	if (i >= 0 && registry->slots[i].ring.state == RING_SEEDING &&
-		registry->slots[i].ring.gen == gen)
+	ring = SeederRing(dbid, gen);
+	if (ring != NULL)
 	{
-		DeliveredRing *ring = &registry->slots[i].ring;
-
 		for (int b = 0; b < RING_MINUTES; b++)
 		{
 			ring->minute[b] = PG_INT64_MIN;
@@ -651,14 +663,13 @@ bool
 RegistryRingEndSeed(Oid dbid, uint32 gen, bool ok)
 {
 	bool		done = false;
-	int			i;
+	DeliveredRing *ring;
 
 	SpinLockAcquire(&registry->mutex);
-	i = FindSlot(dbid);
-	if (i >= 0 && registry->slots[i].ring.state == RING_SEEDING &&
-		registry->slots[i].ring.gen == gen)
+	ring = SeederRing(dbid, gen);
+	if (ring != NULL)
 	{
-		registry->slots[i].ring.state = ok ? RING_SEEDED : RING_UNSEEDED;
+		ring->state = ok ? RING_SEEDED : RING_UNSEEDED;
 		done = ok;
 	}
 	SpinLockRelease(&registry->mutex);

@@ -727,6 +727,25 @@ StartFlight(OutboxRow *rows, int n, bool batch, const char *token,
 	flights[nflights++] = f;
 }
 
+
+/*
+ * Fill ids with the deliveries a claim must leave out: those in flight and
+ * those held back (until they may be sent again).  Returns how many.
+ */
+static int
+LeftOutIds(Datum *ids, TimestampTz now)
+{
+	int			nids = 0;
+
+	for (int i = 0; i < nflights; i++)
+		for (int j = 0; j < flights[i]->ndeliveries; j++)
+			ids[nids++] = UUIDPGetDatum(&flights[i]->deliveries[j].error_id);
+	for (int i = 0; i < nholds; i++)
+		if (holds[i].until > now)
+			ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
+	return nids;
+}
+
 /*
  * Read up to limit due deliveries that are not in flight or held back, in
  * a short transaction, into *rows in rows_cxt; sets next_due.  Answers
@@ -752,12 +771,7 @@ ClaimDue(int limit, OutboxRow **rows, MemoryContext rows_cxt)
 	 * after the record, in the same transaction or a later one), so only
 	 * what is in flight or held back is left out.
 	 */
-	for (int i = 0; i < nflights; i++)
-		for (int j = 0; j < flights[i]->ndeliveries; j++)
-			ids[nids++] = UUIDPGetDatum(&flights[i]->deliveries[j].error_id);
-	for (int i = 0; i < nholds; i++)
-		if (holds[i].until > now)
-			ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
+	nids = LeftOutIds(ids, now);
 
 	if (nfinished > 0)
 	{
@@ -798,13 +812,7 @@ ClaimDue(int limit, OutboxRow **rows, MemoryContext rows_cxt)
 	if (!merged)
 	{
 		/* (FlushFinished may have held some back: leave them out too) */
-		nids = 0;
-		for (int i = 0; i < nflights; i++)
-			for (int j = 0; j < flights[i]->ndeliveries; j++)
-				ids[nids++] = UUIDPGetDatum(&flights[i]->deliveries[j].error_id);
-		for (int i = 0; i < nholds; i++)
-			if (holds[i].until > now)
-				ids[nids++] = UUIDPGetDatum(&holds[i].error_id);
+		nids = LeftOutIds(ids, now);
 		MemoryContextSwitchTo(rows_cxt);
 		BeginWork("reading due deliveries");
 		n = OutboxClaimDue(limit, ids, nids, nholds > 0 ? DT_NOBEGIN : claim_from,
