@@ -43,22 +43,47 @@ typedef struct WalkState
 	StringInfoData path;		/* the current scalar's path (reused) */
 } WalkState;
 
-/* Copies of the secrets edusync sends (REMOTE_SECRET_*), or NULL. */
+/*
+ * Copies of the secrets edusync sends (REMOTE_SECRET_*), or NULL; and of
+ * their percent-encoded forms where those differ (NULL otherwise), made
+ * once when a secret is set rather than for every text redacted.
+ */
 static const char *secrets[REMOTE_SECRETS];
+static const char *escaped_secrets[REMOTE_SECRETS];
+
+/* Wipe and free a copy of a secret. */
+static void
+ForgetSecretCopy(const char *copy)
+{
+	if (copy != NULL)
+	{
+		explicit_bzero((char *) copy, strlen(copy));
+		pfree((char *) copy);
+	}
+}
 
 void
 RemoteSetSecret(int which, const char *secret)
 {
-	char	   *old = (char *) secrets[which];
+	const char *old = secrets[which];
+	const char *old_escaped = escaped_secrets[which];
+	char	   *escaped = NULL;
 
 	if (old != NULL && secret != NULL && strcmp(old, secret) == 0)
 		return;
-	secrets[which] = secret ? MemoryContextStrdup(TopMemoryContext, secret) : NULL;
-	if (old != NULL)
+	if (secret != NULL && secret[0] != '\0')
 	{
-		explicit_bzero(old, strlen(old));
-		pfree(old);
+		char	   *e = GraphEscape(secret);
+
+		if (strcmp(e, secret) != 0)
+			escaped = MemoryContextStrdup(TopMemoryContext, e);
+		explicit_bzero(e, strlen(e));
+		pfree(e);
 	}
+	secrets[which] = secret ? MemoryContextStrdup(TopMemoryContext, secret) : NULL;
+	escaped_secrets[which] = escaped;
+	ForgetSecretCopy(old);
+	ForgetSecretCopy(old_escaped);
 }
 
 /*
@@ -237,6 +262,15 @@ RemoteJsonWalk(const char *body, size_t len, RemoteJsonVisit visit, void *arg)
 	return pg_parse_json(lex, &sem) == JSON_SUCCESS;
 }
 
+/* Does secret (n bytes) occur in s at i (case-insensitively if asked)? */
+static inline bool
+SecretAt(const StringInfo s, size_t i, const char *secret, size_t n, bool nocase)
+{
+	return i + n <= (size_t) s->len &&
+		(nocase ? pg_strncasecmp(s->data + i, secret, n) == 0 :
+		 strncmp(s->data + i, secret, n) == 0);
+}
+
 /* Replace each occurrence of secret in *s (case-insensitively if asked). */
 static void
 Redact(StringInfo s, const char *secret, bool nocase)
@@ -244,47 +278,42 @@ Redact(StringInfo s, const char *secret, bool nocase)
 	size_t		n;
 	StringInfoData out;
 	size_t		i = 0;
-	bool		found = false;
+	size_t		first = 0;
 
 	if (secret == NULL || (n = strlen(secret)) == 0 || (size_t) s->len < n)
 		return;
+	/* most texts hold no secret: look before copying */
+	while (first < (size_t) s->len && !SecretAt(s, first, secret, n, nocase))
+		first++;
+	if (first >= (size_t) s->len)
+		return;
+
 	initStringInfo(&out);
+	appendBinaryStringInfo(&out, s->data, (int) first);
+	i = first;
 	while (i < (size_t) s->len)
 	{
-		if (i + n <= (size_t) s->len &&
-			(nocase ? pg_strncasecmp(s->data + i, secret, n) == 0 :
-			 strncmp(s->data + i, secret, n) == 0))
+		if (SecretAt(s, i, secret, n, nocase))
 		{
 			appendStringInfoString(&out, REMOTE_REDACTED);
 			i += n;
-			found = true;
 		}
 		else
 			appendStringInfoChar(&out, s->data[i++]);
 	}
-	if (found)
-	{
-		explicit_bzero(s->data, s->len);
-		resetStringInfo(s);
-		appendBinaryStringInfo(s, out.data, out.len);
-	}
+	explicit_bzero(s->data, s->len);
+	resetStringInfo(s);
+	appendBinaryStringInfo(s, out.data, out.len);
+	explicit_bzero(out.data, out.len);
 	pfree(out.data);
 }
 
-/* Redact one secret in every form edusync sends it: raw and percent-encoded. */
+/* Redact secret k in every form edusync sends it: raw and percent-encoded. */
 static void
-RedactSecret(StringInfo s, const char *secret)
+RedactSecret(StringInfo s, int k)
 {
-	char	   *escaped;
-
-	if (secret == NULL || secret[0] == '\0')
-		return;
-	Redact(s, secret, false);
-	escaped = GraphEscape(secret);
-	if (strcmp(escaped, secret) != 0)
-		Redact(s, escaped, true);
-	explicit_bzero(escaped, strlen(escaped));
-	pfree(escaped);
+	Redact(s, secrets[k], false);
+	Redact(s, escaped_secrets[k], true);
 }
 
 /* Append one character (a Unicode code point) in the server encoding. */
@@ -338,7 +367,7 @@ RemoteText(const char *text, size_t len, int max_chars)
 	}
 
 	for (int k = 0; k < REMOTE_SECRETS; k++)
-		RedactSecret(&s, secrets[k]);
+		RedactSecret(&s, k);
 
 	initStringInfo(&out);
 	for (i = 0; i < s.len;)
