@@ -349,10 +349,19 @@ RemoteText(const char *text, size_t len, int max_chars)
 
 	/* valid UTF-8 first, so that nothing below can be misled */
 	initStringInfo(&s);
+	enlargeStringInfo(&s, (int) Min(len, (size_t) (MaxAllocSize / 2)));
 	while ((size_t) i < len)
 	{
-		int			l = pg_utf_mblen((const unsigned char *) &text[i]);
+		int			l;
 
+		if ((unsigned char) text[i] < 0x80 && text[i] != '\0')
+		{
+			/* ASCII, the common case, without the multibyte checks */
+			appendStringInfoCharMacro(&s, text[i]);
+			i++;
+			continue;
+		}
+		l = pg_utf_mblen((const unsigned char *) &text[i]);
 		if ((unsigned char) text[i] < 0x80)
 			l = 1;
 		if ((size_t) (i + l) <= len && text[i] != '\0' &&
@@ -372,14 +381,25 @@ RemoteText(const char *text, size_t len, int max_chars)
 	initStringInfo(&out);
 	for (i = 0; i < s.len;)
 	{
-		int			l = pg_utf_mblen((const unsigned char *) &s.data[i]);
-		pg_wchar	ch = utf8_to_unicode((const unsigned char *) &s.data[i]);
+		int			l;
+		pg_wchar	ch;
 
 		if (chars >= max_chars)
 		{
 			appendStringInfoString(&out, "...");
 			break;
 		}
+		if ((unsigned char) s.data[i] < 0x80)
+		{
+			/* ASCII: a control character becomes a space */
+			ch = (unsigned char) s.data[i];
+			appendStringInfoCharMacro(&out, (ch < 0x20 || ch == 0x7f) ? ' ' : (char) ch);
+			chars++;
+			i++;
+			continue;
+		}
+		l = pg_utf_mblen((const unsigned char *) &s.data[i]);
+		ch = utf8_to_unicode((const unsigned char *) &s.data[i]);
 		if (ch < 0x20 || (ch >= 0x7f && ch <= 0x9f))
 			appendStringInfoChar(&out, ' ');
 		else
