@@ -166,3 +166,11 @@ SELECT e.profile_id, (e.id, e.entry_type, e.error_code, e.error_message,
 	e.joining_value, e.recorded_date_time, e.reportable_identifier)::edusync.education_sync_error
 FROM edusync.sync_errors e
 WHERE e.id = 'bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc' ORDER BY 1;
+
+-- The answer is built as jsonb in jsonb's own key order: every key is found
+-- by lookup, and it equals the same document read back from its text.
+SELECT j = (j::text)::jsonb AS same_as_parsed,
+	(SELECT bool_and(j ? k) FROM jsonb_object_keys((j::text)::jsonb) k) AS every_key_found,
+	(SELECT count(*) FROM jsonb_object_keys(j)) AS keys
+FROM (SELECT edusync.create_sync_error(id, 'Student', 'c', 'm', NULL, 'r') AS j
+	  FROM edusync.sync_profiles ORDER BY id LIMIT 1) s;
