@@ -296,23 +296,6 @@ OutboxClaimDue(int limit, Datum *exclude, int nexclude, TimestampTz from,
 	return n;
 }
 
-/* A one-dimensional array of n values of type elemtype, NULLs in isnull[]. */
-static Datum
-MakeArray(Datum *elems, bool *isnull, int n, Oid elemtype)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1];
-	int			lbs[1] = {1};
-
-	dims[0] = n;
-	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(elems, isnull, 1, dims, lbs,
-											  elemtype, typlen, typbyval,
-											  typalign));
-}
-
 /*
  * Record the verdicts on n deliveries, in the caller's transaction, with
  * one statement.  Each row is found where the claim read it (tids[], a TID
@@ -366,7 +349,7 @@ OutboxRecordVerdicts(int n, const char *const *profile_ids,
 	if (m == 0)
 		return;
 	for (int c = 0; c < 8; c++)
-		values[c] = MakeArray(cols[c], colnulls[c], m, elemtypes[c]);
+		values[c] = ArrayParam(cols[c], colnulls[c], m, elemtypes[c]);
 
 	SPI_connect();
 	PrepareSavedPlan(&plan, RECORD_SQL, 8, types, CURSOR_OPT_GENERIC_PLAN);

@@ -10,7 +10,9 @@
 #define EDUSYNC_SAVED_PLAN_H
 
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
 /*
  * Prepare a statement once and keep its plan for the process; a plan
@@ -73,6 +75,25 @@ TextParam(const char *s, char *null)
 {
 	*null = (s == NULL) ? 'n' : ' ';
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
+/*
+ * A one-dimensional array parameter of n values of type typid; nulls[i]
+ * marks a NULL element (nulls may be NULL: none).
+ */
+static inline Datum
+ArrayParam(Datum *elems, bool *nulls, int n, Oid typid)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1];
+	int			lbs[1] = {1};
+
+	dims[0] = n;
+	get_typlenbyvalalign(typid, &typlen, &typbyval, &typalign);
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, typid,
+											  typlen, typbyval, typalign));
 }
 
 /* A text column as a C string in mcxt; NULL for SQL NULL. */

@@ -340,22 +340,6 @@ IdSet(const char *name, int n, MemoryContext mcxt)
 	return hash_create(name, Max(n, 16), &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 }
 
-/* A one-dimensional array of n values of type typid. */
-static Datum
-ArrayParam(Datum *elems, bool *nulls, int n, Oid typid)
-{
-	int16		typlen;
-	bool		typbyval;
-	char		typalign;
-	int			dims[1];
-	int			lbs[1] = {1};
-
-	dims[0] = n;
-	get_typlenbyvalalign(typid, &typlen, &typbyval, &typalign);
-	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, typid,
-											  typlen, typbyval, typalign));
-}
-
 /* A text array of one string field of n errors (NULL elements for NULL). */
 static Datum
 TextArrayParam(const EdusyncError *errs, int n, size_t field)
