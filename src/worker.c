@@ -220,11 +220,6 @@ static TimestampTz finished_since = 0;
 
 /* the configuration was checked (ConfigUsable) since the last reload */
 static bool config_checked = false;
-
-/* the URL of the last profile built (BuildDelivery), until a reload */
-static char *url_profile = NULL;
-static char *url_full = NULL;
-static char *url_relative = NULL;
 static char waiting_reason[256] = "";	/* why deliveries wait, if they do */
 
 
@@ -528,24 +523,8 @@ GetToken(const char **token, bool *refreshable)
 static void
 BuildDelivery(const OutboxRow *row, bool batch, Delivery *d)
 {
-	/* the URLs of one profile are built and checked once until a reload */
-	if (url_profile == NULL || strcmp(url_profile, row->err.profile_id) != 0)
-	{
-		MemoryContext mcxt = MemoryContextSwitchTo(WorkerContext);
-		char	   *url = GraphErrorsUrl(row->err.profile_id);
-		char	   *relative = BatchRelativeUrl(url);
-
-		if (url_profile != NULL)
-		{
-			pfree(url_profile);
-			pfree(url_full);
-			pfree(url_relative);
-		}
-		url_full = url;
-		url_relative = relative;
-		url_profile = pstrdup(row->err.profile_id);
-		MemoryContextSwitchTo(mcxt);
-	}
+	/* GraphErrorsUrl keeps the last URL it built and checked */
+	char	   *url = GraphErrorsUrl(row->err.profile_id);
 
 	d->profile_id = pstrdup(row->err.profile_id);
 	memcpy(&d->error_id, &row->err.id, sizeof(pg_uuid_t));
@@ -553,20 +532,7 @@ BuildDelivery(const OutboxRow *row, bool batch, Delivery *d)
 	d->error_id_text = FormatGuid(&row->err.id);
 	d->attempts = row->attempts;
 	d->body = AnswerRequestBody(&row->err);
-	d->url = pstrdup(batch ? url_relative : url_full);
-}
-
-/* Forget the URLs BuildDelivery keeps (the settings may have changed). */
-static void
-ForgetUrls(void)
-{
-	if (url_profile != NULL)
-	{
-		pfree(url_profile);
-		pfree(url_full);
-		pfree(url_relative);
-	}
-	url_profile = url_full = url_relative = NULL;
+	d->url = batch ? BatchRelativeUrl(url) : url;
 }
 
 /*
@@ -1360,7 +1326,6 @@ Reload(void)
 	next_due = 0;
 	claim_from = DT_NOBEGIN;
 	config_checked = false;
-	ForgetUrls();
 	DropReady();
 }
 
