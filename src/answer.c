@@ -85,29 +85,9 @@ FormatGuid(const pg_uuid_t *id)
 											   UUIDPGetDatum((pg_uuid_t *) id)));
 }
 
-/*
- * Push the error as Graph's JSON object: every property of the resource,
- * null when absent; with_id false leaves out the read-only id (the body of
- * a request to Graph).
- */
-JsonbValue *
-AnswerPush(JsonbParseState **state, const EdusyncError *err, bool with_id)
-{
-	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
-	AnswerPushPair(state, "@odata.type", ODATA_TYPE);
-	if (with_id)
-		AnswerPushPair(state, "id", FormatGuid(&err->id));
-	AnswerPushPair(state, "entryType", err->entry_type);
-	AnswerPushPair(state, "errorCode", err->error_code);
-	AnswerPushPair(state, "errorMessage", err->error_message);
-	AnswerPushPair(state, "joiningValue", err->joining_value);
-	AnswerPushPair(state, "recordedDateTime",
-			 FormatDateTimeOffset(err->recorded_date_time));
-	AnswerPushPair(state, "reportableIdentifier", err->reportable_identifier);
-	return pushJsonbValue(state, WJB_END_OBJECT, NULL);
-}
+#define ANSWER_PAIRS_MAX 8
 
-/* Set pair i of an object to "key": value (a string, or null). */
+/* Set pair i of an object to "key": value (a C string, or null). */
 static void
 SetPair(JsonbPair *pairs, int i, const char *key, const char *value)
 {
@@ -126,16 +106,15 @@ SetPair(JsonbPair *pairs, int i, const char *key, const char *value)
 }
 
 /*
- * The error as a Graph JSON document: what AnswerPush builds, made
- * straight from its pairs, already in the order jsonb keeps keys (shorter
- * first, then bytewise) and without duplicates, so without the parse
- * state's sorting.  Every create, get and bulk element answers with one.
+ * The properties of the resource as pairs (at most ANSWER_PAIRS_MAX), null
+ * when absent; with_id false leaves out the read-only id (the body of a
+ * request to Graph).  The one list of them, in the order jsonb keeps keys
+ * (shorter first, then bytewise), which is also the order its text shows.
+ * Returns how many.
  */
-Jsonb *
-AnswerJsonb(const EdusyncError *err, bool with_id)
+static int
+AnswerPairs(const EdusyncError *err, bool with_id, JsonbPair *pairs)
 {
-	JsonbPair	pairs[8];
-	JsonbValue	object;
 	int			n = 0;
 
 	if (with_id)
@@ -148,51 +127,73 @@ AnswerJsonb(const EdusyncError *err, bool with_id)
 	SetPair(pairs, n++, "recordedDateTime",
 			FormatDateTimeOffset(err->recorded_date_time));
 	SetPair(pairs, n++, "reportableIdentifier", err->reportable_identifier);
-
-	object.type = jbvObject;
-	object.val.object.nPairs = n;
-	object.val.object.pairs = pairs;
-	return JsonbValueToJsonb(&object);
+	return n;
 }
 
-/* Append a JSON string, or null, as jsonb's text form writes it. */
-static void
-AppendJsonText(StringInfo buf, const char *key, const char *value, bool first)
+/*
+ * Push the error as Graph's JSON object: every property of the resource,
+ * null when absent; with_id false leaves out the read-only id (the body of
+ * a request to Graph).
+ */
+JsonbValue *
+AnswerPush(JsonbParseState **state, const EdusyncError *err, bool with_id)
 {
-	if (!first)
-		appendStringInfoString(buf, ", ");
-	escape_json(buf, key);
-	appendStringInfoString(buf, ": ");
-	if (value == NULL)
-		appendStringInfoString(buf, "null");
-	else
-		escape_json(buf, value);
+	JsonbPair	pairs[ANSWER_PAIRS_MAX];
+	int			n = AnswerPairs(err, with_id, pairs);
+
+	pushJsonbValue(state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		pushJsonbValue(state, WJB_KEY, &pairs[i].key);
+		pushJsonbValue(state, WJB_VALUE, &pairs[i].value);
+	}
+	return pushJsonbValue(state, WJB_END_OBJECT, NULL);
+}
+
+/*
+ * The error as a Graph JSON document: what AnswerPush builds, made
+ * straight from its pairs (already in jsonb's key order, without
+ * duplicates), so without the parse state's sorting.  Every create, get and
+ * bulk element answers with one.
+ */
+Jsonb *
+AnswerJsonb(const EdusyncError *err, bool with_id)
+{
+	JsonbPair	pairs[ANSWER_PAIRS_MAX];
+	JsonbValue	object;
+
+	object.type = jbvObject;
+	object.val.object.nPairs = AnswerPairs(err, with_id, pairs);
+	object.val.object.pairs = pairs;
+	return JsonbValueToJsonb(&object);
 }
 
 /*
  * The body of a request to Graph: the answer without the read-only id, in
  * UTF-8 whatever the database encoding.  Written straight as text, the
- * bytes the jsonb of AnswerJsonb(err, false) prints (its keys in jsonb's
- * order: shorter first, then bytewise), without building that jsonb: the
- * worker writes one per delivery.
+ * bytes the jsonb of AnswerJsonb(err, false) prints, without building that
+ * jsonb: the worker writes one per delivery.
  */
 char *
 AnswerRequestBody(const EdusyncError *err)
 {
+	JsonbPair	pairs[ANSWER_PAIRS_MAX];
+	int			n = AnswerPairs(err, false, pairs);
 	StringInfoData buf;
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
-	AppendJsonText(&buf, "entryType", err->entry_type, true);
-	AppendJsonText(&buf, "errorCode", err->error_code, false);
-	AppendJsonText(&buf, "@odata.type", ODATA_TYPE, false);
-	AppendJsonText(&buf, "errorMessage", err->error_message, false);
-	AppendJsonText(&buf, "joiningValue", err->joining_value, false);
-	AppendJsonText(&buf, "recordedDateTime",
-				   FormatDateTimeOffset(err->recorded_date_time), false);
-	AppendJsonText(&buf, "reportableIdentifier", err->reportable_identifier,
-				   false);
+	for (int i = 0; i < n; i++)
+	{
+		if (i > 0)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, pairs[i].key.val.string.val);
+		appendStringInfoString(&buf, ": ");
+		if (pairs[i].value.type == jbvNull)
+			appendStringInfoString(&buf, "null");
+		else
+			escape_json(&buf, pairs[i].value.val.string.val);
+	}
 	appendStringInfoChar(&buf, '}');
-
 	return pg_server_to_any(buf.data, buf.len, PG_UTF8);
 }
