@@ -189,14 +189,15 @@ StoreError(EdusyncError *err)
 			 * call.  Were it ever taken, the unique violation would be the
 			 * contract's 23505 all the same.
 			 */
+#define INSERT_ERROR_SQL \
+	"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") " \
+	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 			RunSavedPlan(err->id_given ? &insert_plan : &insert_new_plan,
 					err->id_given ?
-					"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
-					"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-					"ON CONFLICT (profile_id, id) DO NOTHING" :
-					"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") "
-					"VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+					INSERT_ERROR_SQL " ON CONFLICT (profile_id, id) DO NOTHING" :
+					INSERT_ERROR_SQL,
 					8, types, values, nulls, false, 0);
+#undef INSERT_ERROR_SQL
 		}
 		PG_CATCH();
 		{
