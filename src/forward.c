@@ -186,6 +186,29 @@ SleepUntilDeadline(long ms)
 }
 
 /*
+ * POST a JSON body to url, with the token and client-request-id when
+ * given, within remaining ms; a cancel that cut the send short is raised
+ * here (57014).
+ */
+static void
+SendJson(const char *url, const char *body, const char *token,
+		 const char *request_id, long remaining, GraphResponse *resp)
+{
+	GraphRequest req;
+
+	memset(&req, 0, sizeof(req));
+	req.url = url;
+	req.content_type = "application/json";
+	req.body = body;
+	req.bearer = token;
+	req.client_request_id = request_id;
+	req.timeout_ms = Max(remaining, 1);
+	GraphSend(&req, resp);
+	if (resp->aborted)
+		CHECK_FOR_INTERRUPTS();
+}
+
+/*
  * Send the error to Graph before the call returns, with retries, all
  * within edusync.timeout and edusync.max_attempts.  Success records the
  * delivery; failure raises YG001/YG002/YG003 (the caller's statement then
@@ -229,19 +252,9 @@ ForwardSync(const EdusyncError *err, bool fresh)
 			PolicyNoAnswer(&out, detail ? detail : "no token");
 		else
 		{
-			GraphRequest req;
 			GraphResponse resp;
 
-			memset(&req, 0, sizeof(req));
-			req.url = url;
-			req.content_type = "application/json";
-			req.body = body;
-			req.bearer = token;
-			req.client_request_id = request_id;
-			req.timeout_ms = Max(remaining, 1);
-			GraphSend(&req, &resp);
-			if (resp.aborted)
-				CHECK_FOR_INTERRUPTS();
+			SendJson(url, body, token, request_id, remaining, &resp);
 			ClassifyResponse(resp.status, resp.body, resp.body_len,
 							 resp.retry_after, resp.transport_error, &out);
 		}
@@ -390,19 +403,10 @@ SendBulkBatch(BulkItem *items, int n, const char *batch_url,
 		}
 		else
 		{
-			GraphRequest req;
 			GraphResponse resp;
 
-			memset(&req, 0, sizeof(req));
-			req.url = batch_url;
-			req.content_type = "application/json";
-			req.body = BatchBody(send, npending);
-			req.bearer = token;
-			req.client_request_id = NULL;
-			req.timeout_ms = Max(remaining, 1);
-			GraphSend(&req, &resp);
-			if (resp.aborted)
-				CHECK_FOR_INTERRUPTS();
+			SendJson(batch_url, BatchBody(send, npending), token, NULL,
+					 remaining, &resp);
 			if (resp.status >= 200 && resp.status < 300)
 				BatchReadAnswer(resp.body, resp.body_len, npending, outs);
 			else
