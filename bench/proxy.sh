@@ -26,17 +26,8 @@ make_workdir
 start_named() {
 	local name=$1 port
 	port=$(free_port)
-	as_postgres "$PG_BIN/initdb" -D "$WORKDIR/$name" -U postgres -A trust -E UTF8 \
-		--locale=C --no-sync >/dev/null
-	{
-		echo "port = $port"
-		echo "listen_addresses = ''"
-		echo "unix_socket_directories = '$WORKDIR'"
-		echo "fsync = off"
-		echo "synchronous_commit = off"
-		echo "max_connections = 50"
-	} >>"$WORKDIR/$name/postgresql.conf"
-	as_postgres "$PG_BIN/pg_ctl" -D "$WORKDIR/$name" -l "$WORKDIR/$name.log" -w start >/dev/null
+	init_start_cluster "$WORKDIR/$name" "$port" "$WORKDIR/$name.log" \
+		"synchronous_commit = off" "max_connections = 50"
 	echo "$port"
 }
 

@@ -76,22 +76,30 @@ as_postgres() (
 	fi
 )
 
+# Create and start a cluster in DIR listening on PORT (socket in $WORKDIR,
+# log in LOG); extra postgresql.conf lines come after the three arguments.
+init_start_cluster() {
+	local dir=$1 port=$2 log=$3 line
+	shift 3
+	as_postgres "$PG_BIN/initdb" -D "$dir" -U postgres -A trust -E UTF8 \
+		--locale=C --no-sync >/dev/null
+	{
+		echo "port = $port"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$WORKDIR'"
+		echo "fsync = off"
+		for line in "$@"; do echo "$line"; done
+	} >>"$dir/postgresql.conf"
+	as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$log" -w start >/dev/null
+}
+
 # Start a throwaway cluster in $WORKDIR/data; extra postgresql.conf lines
 # come as arguments.  Sets PGHOST, PGPORT, PGUSER for the clients.
 start_cluster() {
 	PGDATA=$WORKDIR/data
 	PGPORT=$(free_port)
 	step "starting a throwaway cluster on port $PGPORT in $PGDATA"
-	as_postgres "$PG_BIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 \
-		--locale=C --no-sync >/dev/null
-	{
-		echo "port = $PGPORT"
-		echo "listen_addresses = ''"
-		echo "unix_socket_directories = '$WORKDIR'"
-		echo "fsync = off"
-		for line in "$@"; do echo "$line"; done
-	} >>"$PGDATA/postgresql.conf"
-	as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA" -l "$WORKDIR/server.log" -w start >/dev/null
+	init_start_cluster "$PGDATA" "$PGPORT" "$WORKDIR/server.log" "$@"
 	export PGHOST=$WORKDIR PGPORT PGUSER=postgres PGDATABASE=postgres
 }
 
