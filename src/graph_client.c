@@ -52,7 +52,8 @@
 
 /*
  * Spinning for a sync answer.  A backend that sleeps in poll() for an
- * answer that comes back within 100 us pays a wake-up on top, and on a
+ * answer that comes back within a few hundred us (an endpoint on the same
+ * host or network) pays a wake-up on top, and on a
  * virtual machine the wake-up costs about what the round trip does: sync
  * creates against nginx on loopback ran at 1,400/s sleeping and 2,450/s
  * spinning (bench/run-all.sh, figure "sync").  So GraphSend first polls
@@ -61,10 +62,10 @@
  * then sleeps.  A far endpoint (Graph itself answers in milliseconds) does
  * not pay for it: after GRAPH_SPIN_MISSES answers in a row that came later
  * than the spin, only one send in GRAPH_SPIN_PROBE spins, so spinning costs
- * it at most GRAPH_SPIN_US / GRAPH_SPIN_PROBE of CPU per send.
+ * it at most GRAPH_SPIN_US / GRAPH_SPIN_PROBE (8 us) of CPU per send.
  */
-#define GRAPH_SPIN_US				200
-#define GRAPH_SPIN_MISSES			3
+#define GRAPH_SPIN_US				500
+#define GRAPH_SPIN_MISSES			8
 #define GRAPH_SPIN_PROBE			64
 
 /*
