@@ -35,7 +35,7 @@
 #   RSS_N (100000) RSS_FIRST (1000)  deliveries for the worker memory check
 #   SYNC_BULK_N (2000)  errors of the sync bulk create vs single sync creates
 #   ONLY         space-separated benchmark names to run (default: all of
-#                create sync bulk latency rss drain list queue bounded
+#                create sync sync_http bulk latency rss drain list queue bounded
 #                sync_bulk), e.g. ONLY=queue bash bench/run-all.sh
 #   OUT          folder for results.md / results.png (default bench/)
 #   MAX_IN_FLIGHT  edusync.max_in_flight for the run (default: the setting's default)
@@ -67,7 +67,7 @@ LAT_N=${LAT_N:-200}
 RSS_N=${RSS_N:-100000}
 RSS_FIRST=${RSS_FIRST:-1000}
 SYNC_BULK_N=${SYNC_BULK_N:-2000}
-ONLY=${ONLY:-create sync bulk latency rss drain list queue bounded sync_bulk}
+ONLY=${ONLY:-create sync sync_http bulk latency rss drain list queue bounded sync_bulk}
 BENCH=$EDUSYNC_SRC/bench
 OUT=${OUT:-$BENCH}
 WAIT_MAX=${WAIT_MAX:-300}	# seconds any one wait may take
@@ -273,6 +273,32 @@ bench_create() {
 		sample create "$r" "$a" "$b"
 		sample create_typed "$r" "$t" "$b"
 		sample create_indexed "$r" "$a" "$x"
+	done
+}
+
+# Sync create on one connection to nginx vs the same row INSERTed and POSTed
+# with pgsql-http's http() in one statement (keep-alive, the same headers
+# and body).  pgsql-http is not in Debian: the figure runs when it is
+# installed into the same PostgreSQL (make install PG_CONFIG=...), else n/a.
+bench_sync_http() {
+	meta sync_http 'sync create, 1 connection, nginx' 'create_sync_error, forward = sync' 'INSERT + pgsql-http http() POST, one statement' 'creates/s' rate '> 1'
+	if [ "$(psql_ -c "SELECT count(*) FROM pg_catalog.pg_available_extensions WHERE name = 'http'")" = 0 ]; then
+		na sync_http 'n/a (pgsql-http not installed into this PostgreSQL)'
+		return 0
+	fi
+	psql_ -c "CREATE EXTENSION IF NOT EXISTS http"
+	sed "s|@URL@|http://127.0.0.1:$NGINX_PORT$ERRORS_PATH|; s|@BODY@|$REQUEST_BODY|" \
+		"$BENCH/http_post.sql" >"$WORKDIR/http_post.sql"
+	local r s h
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) = 1 ]; then
+			reset_tables; s=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" pgbench_tps create_json.sql 1)
+			reset_tables; h=$(pgbench_tps http_post.sql 1)
+		else
+			reset_tables; h=$(pgbench_tps http_post.sql 1)
+			reset_tables; s=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" pgbench_tps create_json.sql 1)
+		fi
+		sample sync_http "$r" "$s" "$h"
 	done
 }
 
