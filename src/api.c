@@ -196,7 +196,22 @@ CreateError(EdusyncError *err)
 	if (!err->id_given)
 		NewId(&err->id);
 
-	ForwardError(err, !StoreError(err));
+	/*
+	 * A sync send of a new error may go on the wire before the row is
+	 * stored, so that the endpoint answers while the INSERT runs
+	 * (ForwardSyncEarly says when that is safe).
+	 */
+	(void) ForwardSyncEarly(err);
+	PG_TRY();
+	{
+		ForwardError(err, !StoreError(err));
+	}
+	PG_CATCH();
+	{
+		ForwardSyncAbandon();	/* what ForwardSyncEarly began, if anything */
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	answer = AnswerJsonb(err, true);
 	PG_RETURN_JSONB_P(answer);

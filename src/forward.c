@@ -28,6 +28,7 @@
 #include "policy.h"
 #include "registry.h"
 #include "settings.h"
+#include "store.h"
 #include "token.h"
 
 /* First backoff step of sync mode: the whole send fits in edusync.timeout. */
@@ -185,61 +186,170 @@ SleepUntilDeadline(long ms)
 	}
 }
 
-/*
- * POST a JSON body to url, with the token and client-request-id when
- * given, within remaining ms; a cancel that cut the send short is raised
- * here (57014).
- */
+/* The request of one sync send of a JSON body to url. */
+static void
+JsonRequest(GraphRequest *req, const char *url, const char *body,
+			const char *token, const char *request_id, long remaining)
+{
+	memset(req, 0, sizeof(*req));
+	req->url = url;
+	req->content_type = "application/json";
+	req->body = body;
+	req->bearer = token;
+	req->client_request_id = request_id;
+	req->timeout_ms = Max(remaining, 1);
+}
+
+/* Wait for the send on the wire; honour a cancel that stopped it. */
+static void
+FinishJson(GraphResponse *resp)
+{
+	GraphSendFinish(resp);
+	if (resp->aborted)
+		CHECK_FOR_INTERRUPTS();
+}
+
+/* POST a JSON body to url and wait for the answer. */
 static void
 SendJson(const char *url, const char *body, const char *token,
 		 const char *request_id, long remaining, GraphResponse *resp)
 {
 	GraphRequest req;
 
-	memset(&req, 0, sizeof(req));
-	req.url = url;
-	req.content_type = "application/json";
-	req.body = body;
-	req.bearer = token;
-	req.client_request_id = request_id;
-	req.timeout_ms = Max(remaining, 1);
-	GraphSend(&req, resp);
-	if (resp->aborted)
-		CHECK_FOR_INTERRUPTS();
+	JsonRequest(&req, url, body, token, request_id, remaining);
+	GraphSendStart(&req);
+	FinishJson(resp);
+}
+
+/* One error's sync send: what every attempt sends, and until when. */
+typedef struct SyncSend
+{
+	const EdusyncError *err;
+	char	   *url;
+	char	   *body;
+	char	   *request_id;
+	TimestampTz deadline;
+	/* the first attempt, when ForwardSyncEarly began it */
+	TokenStatus ts;				/* its token, fetched */
+	const char *token;
+	char	   *detail;
+	bool		on_wire;		/* and its request sent */
+} SyncSend;
+
+/*
+ * The first attempt of a sync send that ForwardSyncEarly began before the
+ * error was stored; ForwardSync goes on with it.
+ */
+static SyncSend early;
+static bool early_begun = false;
+
+static void
+SyncSendInit(SyncSend *send, const EdusyncError *err)
+{
+	send->err = err;
+	send->url = GraphErrorsUrl(err->profile_id);	/* 22023 if unsafe */
+	send->body = AnswerRequestBody(err);
+	send->request_id = FormatGuid(&err->id);
+	send->deadline = GetCurrentTimestamp() +
+		(TimestampTz) edusync_timeout_ms * 1000;
+	send->ts = TOKEN_OK;
+	send->token = NULL;
+	send->detail = NULL;
+	send->on_wire = false;
+}
+
+/*
+ * Begin the sync send of a new error before it is stored, so that the
+ * endpoint answers while the row is inserted: fetch the token and put the
+ * request on the wire; ForwardError then goes on from there.  Only when
+ * storing cannot refuse the row for what it is (StoreWillTake: the id is
+ * the call's own, the profile exists and is locked, sync_errors has no
+ * trigger, rule, policy or CHECK of a user's); otherwise nothing happens
+ * here and the error is stored first.  A failure of the store that
+ * remains (out of disk, a cancel) then raises after the send, as a
+ * rollback of the caller's transaction would: sync mode sends inside it.
+ * When the token cannot be had, nothing is sent: ForwardError reports it
+ * after the store, as it would have.  Returns whether it began; a caller
+ * that raises before ForwardError runs ForwardSyncAbandon.
+ */
+bool
+ForwardSyncEarly(const EdusyncError *err)
+{
+	GraphRequest req;
+
+	early_begun = false;
+	if (edusync_forward != EDUSYNC_FORWARD_SYNC || err->id_given)
+		return false;
+	/* (an unknown profile is the insert's to refuse, before anything else) */
+	if (!StoreWillTake(err->profile_id))
+		return false;
+	RequirePreload();
+	RequireEndpoint();
+
+	SyncSendInit(&early, err);
+	early.ts = TokenGet(false, RemainingMs(early.deadline), &early.token,
+						&early.detail);
+	early_begun = true;
+	CHECK_FOR_INTERRUPTS();
+	if (early.ts == TOKEN_OK)
+	{
+		JsonRequest(&req, early.url, early.body, early.token,
+					early.request_id, RemainingMs(early.deadline));
+		GraphSendStart(&req);
+		early.on_wire = true;
+		elog(DEBUG2, "edusync: the send of error %s began before its row was stored",
+			 early.request_id);
+	}
+	return true;
+}
+
+/* Drop what ForwardSyncEarly began, when the call raises before it is used. */
+void
+ForwardSyncAbandon(void)
+{
+	early_begun = false;
+	GraphSendAbandon();
 }
 
 /*
  * Send the error to Graph before the call returns, with retries, all
  * within edusync.timeout and edusync.max_attempts.  Success records the
  * delivery; failure raises YG001/YG002/YG003 (the caller's statement then
- * fails, and the row is not kept).
+ * fails, and the row is not kept).  The first attempt may have begun
+ * already (ForwardSyncEarly).
  */
 static void
 ForwardSync(const EdusyncError *err, bool fresh)
 {
-	char	   *url = GraphErrorsUrl(err->profile_id);	/* 22023 if unsafe */
-	char	   *body = AnswerRequestBody(err);
-	char	   *request_id = FormatGuid(&err->id);
-	TimestampTz deadline = GetCurrentTimestamp() +
-		(TimestampTz) edusync_timeout_ms * 1000;
+	SyncSend	local;
+	SyncSend   *send = &local;
+	bool		begun = early_begun && early.err == err;
 	bool		refresh = false;
 	bool		refreshed = false;
 	int			attempt = 0;
 	Outcome		out;
 
+	if (begun)
+		send = &early;
+	else
+		SyncSendInit(&local, err);
+	early_begun = false;
+
 	memset(&out, 0, sizeof(out));
 	for (;;)
 	{
-		long		remaining = RemainingMs(deadline);
-		const char *token = NULL;
-		char	   *detail = NULL;
-		TokenStatus ts;
+		long		remaining = RemainingMs(send->deadline);
+		const char *token = send->token;
+		char	   *detail = send->detail;
+		TokenStatus ts = send->ts;
 
-		if (remaining <= 0)
-			GiveUp(attempt, &out);
-
-		ts = TokenGet(refresh, remaining, &token, &detail);
-		CHECK_FOR_INTERRUPTS();
+		if (!begun)
+		{
+			if (remaining <= 0)
+				GiveUp(attempt, &out);
+			ts = TokenGet(refresh, remaining, &token, &detail);
+			CHECK_FOR_INTERRUPTS();
+		}
 		refresh = false;
 		if (ts == TOKEN_REJECTED)
 		{
@@ -254,10 +364,15 @@ ForwardSync(const EdusyncError *err, bool fresh)
 		{
 			GraphResponse resp;
 
-			SendJson(url, body, token, request_id, remaining, &resp);
+			if (begun && send->on_wire)
+				FinishJson(&resp);
+			else
+				SendJson(send->url, send->body, token, send->request_id,
+						 remaining, &resp);
 			ClassifyResponse(resp.status, resp.body, resp.body_len,
 							 resp.retry_after, resp.transport_error, &out);
 		}
+		begun = false;
 
 		switch (out.kind)
 		{
@@ -283,11 +398,11 @@ ForwardSync(const EdusyncError *err, bool fresh)
 
 		if (attempt >= edusync_max_attempts)
 			GiveUp(attempt, &out);
-		if (out.retry_after * 1000 >= RemainingMs(deadline))
+		if (out.retry_after * 1000 >= RemainingMs(send->deadline))
 			GiveUp(attempt, &out);	/* Graph asks for a longer wait */
 		SleepUntilDeadline(Min(PolicyBackoffMs(attempt, out.retry_after,
-								   SYNC_BACKOFF_BASE_MS, RemainingMs(deadline)),
-					RemainingMs(deadline)));
+								   SYNC_BACKOFF_BASE_MS, RemainingMs(send->deadline)),
+					RemainingMs(send->deadline)));
 	}
 }
 

@@ -2,7 +2,8 @@
  *
  * graph_client.c
  *	  Where an error leaves over HTTP: one synchronous request for a backend
- *	  (GraphSend), several concurrent requests for the delivery worker
+ *	  (GraphSend, or GraphSendStart and GraphSendFinish with other work in
+ *	  between), several concurrent requests for the delivery worker
  *	  (GraphMulti*), and the Retry-After header of an answer.  URLs are
  *	  built and checked in graph_url.c; what an answer means is policy.c's.
  *
@@ -93,6 +94,7 @@ static MemoryContext GraphContext = NULL;
 
 static CURLM *sync_multi = NULL;
 static GraphTransfer *sync_xfer = NULL;
+static bool sync_added = false;	/* sync_xfer is on sync_multi */
 static int	sync_spin_misses = 0;	/* answers in a row later than the spin */
 static uint32 sync_sends = 0;
 
@@ -653,19 +655,15 @@ GraphMultiCreate(bool pooled)
 }
 
 /*
- * Send one request and wait for its answer, keeping the connection alive
- * for the next call.  Returns early with resp->aborted set when a cancel
- * or termination is pending; the caller then runs CHECK_FOR_INTERRUPTS().
+ * Put one request on the wire without waiting for its answer: the caller
+ * may do other work (store the error) while the endpoint answers, then
+ * calls GraphSendFinish, or GraphSendAbandon if it raises meanwhile.  The
+ * body is copied: it need not outlive the call.
  */
 void
-GraphSend(const GraphRequest *req, GraphResponse *resp)
+GraphSendStart(const GraphRequest *req)
 {
 	GraphTransfer *xfer;
-	volatile bool added = false;
-
-	memset(resp, 0, sizeof(*resp));
-	resp->body = "";
-	resp->retry_after = -1;
 
 	/* belt and braces: callers build URLs with the checked builders */
 	GraphCheckSendUrl(req->url);
@@ -677,34 +675,77 @@ GraphSend(const GraphRequest *req, GraphResponse *resp)
 		sync_xfer = GraphTransferCreate();
 	xfer = sync_xfer;
 	if (xfer->in_use)
-		elog(ERROR, "GraphSend called while a request is in progress");
+		elog(ERROR, "GraphSendStart called while a request is in progress");
 
 	PG_TRY();
 	{
 		CURLMcode	mrc;
-		CURLcode	result = CURLE_OK;
-		bool		finished = false;
-		bool		interrupted = false;
-		bool		spin = GraphSpinThisSend();
-		instr_time	started;
+		int			running = 0;
 
 		xfer->in_use = true;
-		GraphTransferPrepare(xfer, req, false);
-		INSTR_TIME_SET_CURRENT(started);
-
+		GraphTransferPrepare(xfer, req, true);
 		mrc = curl_multi_add_handle(sync_multi, xfer->easy);
 		if (mrc != CURLM_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_SYSTEM_ERROR),
 					 errmsg("could not start HTTP request: %s",
 							curl_multi_strerror(mrc))));
-		added = true;
+		sync_added = true;
+		/* connect if need be, send what the socket takes; never waits */
+		(void) curl_multi_perform(sync_multi, &running);
+	}
+	PG_CATCH();
+	{
+		GraphSendAbandon();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
 
+/* Drop the request GraphSendStart began, if any, answered or not. */
+void
+GraphSendAbandon(void)
+{
+	if (sync_xfer == NULL || !sync_xfer->in_use)
+		return;
+	if (sync_added)
+		curl_multi_remove_handle(sync_multi, sync_xfer->easy);
+	sync_added = false;
+	GraphTransferRelease(sync_xfer);
+}
+
+/*
+ * Wait for the answer to the request GraphSendStart began, keeping the
+ * connection alive for the next one.  Returns early with resp->aborted set
+ * when a cancel or termination is pending; the caller then runs
+ * CHECK_FOR_INTERRUPTS().
+ */
+void
+GraphSendFinish(GraphResponse *resp)
+{
+	GraphTransfer *xfer = sync_xfer;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->body = "";
+	resp->retry_after = -1;
+	if (xfer == NULL || !xfer->in_use)
+		elog(ERROR, "GraphSendFinish called without a request in progress");
+
+	PG_TRY();
+	{
+		CURLcode	result = CURLE_OK;
+		bool		finished = false;
+		bool		interrupted = false;
+		bool		spin = GraphSpinThisSend();
+		instr_time	started;
+
+		INSTR_TIME_SET_CURRENT(started);
 		for (;;)
 		{
 			int			running = 0;
 			int			queued = 0;
 			CURLMsg    *msg;
+			CURLMcode	mrc;
 
 			mrc = curl_multi_perform(sync_multi, &running);
 			if (mrc != CURLM_OK && mrc != CURLM_CALL_MULTI_PERFORM)
@@ -745,11 +786,17 @@ GraphSend(const GraphRequest *req, GraphResponse *resp)
 	}
 	PG_FINALLY();
 	{
-		if (added)
-			curl_multi_remove_handle(sync_multi, xfer->easy);
-		GraphTransferRelease(xfer);
+		GraphSendAbandon();
 	}
 	PG_END_TRY();
+}
+
+/* Send one request and wait for its answer (GraphSendStart + Finish). */
+void
+GraphSend(const GraphRequest *req, GraphResponse *resp)
+{
+	GraphSendStart(req);
+	GraphSendFinish(resp);
 }
 
 

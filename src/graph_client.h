@@ -46,8 +46,14 @@ extern double GraphParseRetryAfter(const char *value);
  * One request, synchronously, on a connection kept alive across calls in
  * this process.  Returns early (resp->aborted) when QueryCancelPending or
  * ProcDiePending is set; the caller then runs CHECK_FOR_INTERRUPTS().
+ * GraphSend is GraphSendStart (the request put on the wire) then
+ * GraphSendFinish (its answer waited for); a caller that works in between
+ * runs GraphSendAbandon if it raises.
  */
 extern void GraphSend(const GraphRequest *req, GraphResponse *resp);
+extern void GraphSendStart(const GraphRequest *req);
+extern void GraphSendFinish(GraphResponse *resp);
+extern void GraphSendAbandon(void);
 
 /*
  * Several requests at once (the worker).  GraphMultiAdd queues a request;

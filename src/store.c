@@ -11,14 +11,20 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -28,6 +34,8 @@
 #include "text_util.h"
 
 #define ERROR_COLUMNS	STORE_ERROR_COLUMNS("")
+/* sync_errors' columns: profile_id, ERROR_COLUMNS, created_at */
+#define ERRORS_TABLE_COLUMNS	9
 
 static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_new_plan = NULL;
@@ -37,6 +45,7 @@ static SPIPlanPtr list_after_plan = NULL;
 static SPIPlanPtr bulk_insert_plan = NULL;
 static SPIPlanPtr bulk_fetch_plan = NULL;
 static SPIPlanPtr profile_plan = NULL;
+static SPIPlanPtr profile_lock_plan = NULL;
 
 /*
  * Fill err from a row holding STORE_ERROR_COLUMNS from column first_col on,
@@ -112,6 +121,86 @@ StoreProfileExists(const char *profile_id)
 			"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1",
 			1, types, values, nulls, true, 1) == 1);
 	return found;
+}
+
+/*
+ * Does sync_errors take any row that validation passed: is it as the
+ * extension made it, with nothing a user added that could refuse a row?
+ * That is: its own columns only (no added default or generated column to
+ * evaluate), no trigger but the foreign keys' internal ones, no rule, no
+ * row security, no CHECK constraint, and no index but plain ones on
+ * columns (no expression or predicate to evaluate) of which only the
+ * primary key is unique.  Takes the lock the insert takes.
+ */
+static bool
+ErrorsTablePlain(void)
+{
+	Oid			nsp = get_namespace_oid("edusync", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("sync_errors", nsp) : InvalidOid;
+	Relation	rel;
+	TupleDesc	desc;
+	List	   *indexes;
+	ListCell   *lc;
+	int			ncolumns = 0;
+	bool		plain;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	for (int i = 0; i < desc->natts; i++)
+		ncolumns += TupleDescAttr(desc, i)->attisdropped ? 0 : 1;
+	plain = ncolumns == ERRORS_TABLE_COLUMNS &&
+		rel->rd_rules == NULL && !rel->rd_rel->relrowsecurity &&
+		(desc->constr == NULL || desc->constr->num_check == 0);
+	for (int i = 0; plain && rel->trigdesc != NULL && i < rel->trigdesc->numtriggers; i++)
+		plain = rel->trigdesc->triggers[i].tgisinternal;
+	indexes = plain ? RelationGetIndexList(rel) : NIL;
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tup))
+		{
+			plain = false;
+			break;
+		}
+		index = (Form_pg_index) GETSTRUCT(tup);
+		plain = !index->indisexclusion &&
+			(!index->indisunique || index->indisprimary) &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		ReleaseSysCache(tup);
+		if (!plain)
+			break;
+	}
+	list_free(indexes);
+	table_close(rel, NoLock);
+	return plain;
+}
+
+/*
+ * Will storing a new error (an id the call generated) of this profile
+ * succeed whatever the error says?  True when sync_errors is plain
+ * (ErrorsTablePlain) and the profile exists, locked until the transaction
+ * ends as the foreign key's own check locks it (FOR KEY SHARE), so that no
+ * one can delete it in between.  forward.c then sends before storing.
+ */
+bool
+StoreWillTake(const char *profile_id)
+{
+	static const Oid types[] = {TEXTOID};
+	Datum		values[1];
+	char		nulls[1];
+
+	if (!ErrorsTablePlain())
+		return false;
+	values[0] = TextParam(profile_id, &nulls[0]);
+	return RunSavedStatement(&profile_lock_plan,
+			"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1 "
+			"FOR KEY SHARE",
+			1, types, values, nulls, false, 1) == 1;
 }
 
 /* Raise the contract's 23503 for a profile that does not exist. */

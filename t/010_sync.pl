@@ -328,6 +328,87 @@ is($answered, 0, "edusync.timeout ended the send before the fake answered (took 
 cmp_ok($elapsed, '>=', 1, 'not before edusync.timeout');
 is(count_errors(), $before, 'row not kept after a timeout');
 
+# --- the send of a new error begins before its row is stored, so that
+# Graph answers while the row is inserted; but only when storing cannot
+# refuse the row: an unknown profile, a caller's id (a replay or a
+# conflict), and anything a user added to sync_errors that can refuse a
+# row (a trigger, a CHECK, a unique or expression index, a column) keep
+# the store first, and a refused row is never sent.
+my $EARLY = qr/began before its row was stored/;
+$graph->reset;
+($ok, $out, $err) = sync_sql(create_sql(), set => [ 'client_min_messages = debug2' ]);
+ok($ok, 'early send: the create succeeds') or diag($err);
+like($err, $EARLY, 'early send: the send began before the row was stored');
+is(scalar($graph->requests(kind => 'errors')), 1, 'early send: one request');
+is($node->safe_psql('postgres', q{SELECT status || ' ' || attempts || ' ' || last_status
+	FROM edusync.deliveries WHERE error_id = '} . decode_json($out)->{id} . q{'}),
+	'delivered 1 201', 'early send: the delivery is recorded');
+
+$graph->reset;
+($ok, $out, $err) = sync_sql(create_sql('no-such-profile'), set => [ 'client_min_messages = debug2' ]);
+like($err, qr/ERROR:  23503: /, 'early send: an unknown profile is 23503');
+unlike($err, $EARLY, 'early send: not for an unknown profile');
+is(scalar($graph->requests(kind => 'errors')), 0, 'early send: an unknown profile sends nothing');
+
+$graph->reset;
+($ok, $out, $err) = sync_sql(
+	q{SELECT edusync.create_sync_error('p1', 'Student', 'c', 'm', NULL, NULL, NULL,
+		'7d1f0c52-3b8e-4f4a-9d5e-0a1b2c3d4e5f');},
+	set => [ 'client_min_messages = debug2' ]);
+ok($ok, 'early send: a given id is created') or diag($err);
+unlike($err, $EARLY, 'early send: not for an id the caller gave');
+
+my @refusers = (
+	[ 'a trigger',
+	  q{CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS
+		$$BEGIN IF NEW.error_message = 'refuse me' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; RETURN NEW; END$$;
+		CREATE TRIGGER refuse BEFORE INSERT ON edusync.sync_errors FOR EACH ROW EXECUTE FUNCTION public.refuse();},
+	  q{DROP TRIGGER refuse ON edusync.sync_errors; DROP FUNCTION public.refuse();},
+	  qr/ERROR:  P0001: refused by a trigger/ ],
+	[ 'a CHECK',
+	  q{ALTER TABLE edusync.sync_errors ADD CONSTRAINT refuse CHECK (error_message <> 'refuse me')},
+	  q{ALTER TABLE edusync.sync_errors DROP CONSTRAINT refuse},
+	  qr/ERROR:  23514: / ],
+	[ 'a unique index',
+	  q{CREATE UNIQUE INDEX refuse ON edusync.sync_errors (error_message) WHERE error_message = 'refuse me';
+		INSERT INTO edusync.sync_errors (profile_id, id, entry_type, error_code, error_message, recorded_date_time)
+		VALUES ('p1', gen_random_uuid(), 'Student', 'c', 'refuse me', now())},
+	  q{DELETE FROM edusync.sync_errors WHERE error_message = 'refuse me'; DROP INDEX edusync.refuse},
+	  qr/ERROR:  23505: / ],
+	[ 'an expression index',
+	  q{CREATE INDEX refuse ON edusync.sync_errors ((1 / (length(error_message) - 9)))},
+	  q{DROP INDEX edusync.refuse},
+	  qr/ERROR:  22012: / ],
+	[ 'an added column',
+	  q{ALTER TABLE edusync.sync_errors ADD COLUMN refuse int NOT NULL DEFAULT 0 CHECK (refuse >= 0)},
+	  q{ALTER TABLE edusync.sync_errors DROP COLUMN refuse},
+	  undef ]);
+for my $case (@refusers)
+{
+	my ($name, $add, $drop, $refusal) = @$case;
+	$node->safe_psql('postgres', $add);
+	$graph->reset;
+	# the first create leaves a kept-alive connection, on which a request
+	# begun early would leave at once
+	($ok, $out, $err) = sync_sql(create_sql() . "\nSET client_min_messages = debug2;\n" .
+		q{SELECT edusync.create_sync_error('p1', 'Student', 'c', 'refuse me');});
+	unlike($err, $EARLY, "early send: not with $name on sync_errors");
+	if ($refusal)
+	{
+		like($err, $refusal, "early send: $name refuses the row");
+		is(scalar($graph->requests(kind => 'errors')), 1, "early send: the row $name refused was not sent");
+	}
+	else
+	{
+		ok($ok, "early send: with $name the row is stored") or diag($err);
+	}
+	$node->safe_psql('postgres', $drop);
+}
+$graph->reset;
+($ok, $out, $err) = sync_sql(create_sql(), set => [ 'client_min_messages = debug2' ]);
+ok($ok, 'early send: back to a plain table, the create succeeds') or diag($err);
+like($err, $EARLY, 'early send: and the send begins early again');
+
 # --- secrets: hidden from a non-superuser, never in the server log
 for my $name ('edusync.bearer_token', 'edusync.client_secret')
 {
