@@ -188,7 +188,7 @@ NewId(pg_uuid_t *id)
 static Datum
 CreateError(EdusyncError *err)
 {
-	Jsonb	   *answer;
+	Jsonb	   *volatile answer = NULL;
 
 	ValidateFields(err);
 	if (!err->recorded_given)
@@ -198,13 +198,16 @@ CreateError(EdusyncError *err)
 
 	/*
 	 * A sync send of a new error may go on the wire before the row is
-	 * stored, so that the endpoint answers while the INSERT runs
-	 * (ForwardSyncEarly says when that is safe).
+	 * stored, so that the endpoint answers while the INSERT runs and the
+	 * answer is built (ForwardSyncEarly says when that is safe).
 	 */
 	(void) ForwardSyncEarly(err);
 	PG_TRY();
 	{
-		ForwardError(err, !StoreError(err));
+		bool		inserted = StoreError(err);	/* err: the stored row */
+
+		answer = AnswerJsonb(err, true);
+		ForwardError(err, !inserted);
 	}
 	PG_CATCH();
 	{
@@ -213,7 +216,6 @@ CreateError(EdusyncError *err)
 	}
 	PG_END_TRY();
 
-	answer = AnswerJsonb(err, true);
 	PG_RETURN_JSONB_P(answer);
 }
 
