@@ -262,10 +262,11 @@ SyncSendInit(SyncSend *send, const EdusyncError *err)
  * Begin the sync send of a new error before it is stored, so that the
  * endpoint answers while the row is inserted: fetch the token and put the
  * request on the wire; ForwardError then goes on from there.  Only when
- * storing cannot refuse the row for what it is (StoreWillTake: the id is
- * the call's own, the profile exists and is locked, sync_errors has no
- * trigger, rule, policy or CHECK of a user's); otherwise nothing happens
- * here and the error is stored first.  A failure of the store that
+ * storing cannot refuse the row for what it is (the id is the call's own,
+ * and StoreWillTake: the profile exists and is locked, sync_errors is as
+ * the extension made it); otherwise nothing happens here and the error is
+ * stored first.  The request's url, body and id stay in the call's memory
+ * until ForwardSync has waited for the answer.  A failure of the store that
  * remains (out of disk, a cancel) then raises after the send, as a
  * rollback of the caller's transaction would: sync mode sends inside it.
  * When the token cannot be had, nothing is sent: ForwardError reports it

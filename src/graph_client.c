@@ -658,7 +658,8 @@ GraphMultiCreate(bool pooled)
  * Put one request on the wire without waiting for its answer: the caller
  * may do other work (store the error) while the endpoint answers, then
  * calls GraphSendFinish, or GraphSendAbandon if it raises meanwhile.  The
- * body is copied: it need not outlive the call.
+ * body is not copied (it may hold a client secret, which the caller wipes):
+ * it must stay as it is until then.
  */
 void
 GraphSendStart(const GraphRequest *req)
@@ -683,7 +684,7 @@ GraphSendStart(const GraphRequest *req)
 		int			running = 0;
 
 		xfer->in_use = true;
-		GraphTransferPrepare(xfer, req, true);
+		GraphTransferPrepare(xfer, req, false);
 		mrc = curl_multi_add_handle(sync_multi, xfer->easy);
 		if (mrc != CURLM_OK)
 			ereport(ERROR,
