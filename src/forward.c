@@ -290,7 +290,6 @@ ForwardSyncEarly(const EdusyncError *err)
 	SyncSendInit(&early, err);
 	early.ts = TokenGet(false, RemainingMs(early.deadline), &early.token,
 						&early.detail);
-	early_begun = true;
 	CHECK_FOR_INTERRUPTS();
 	if (early.ts == TOKEN_OK)
 	{
@@ -301,6 +300,8 @@ ForwardSyncEarly(const EdusyncError *err)
 		elog(DEBUG2, "edusync: the send of error %s began before its row was stored",
 			 early.request_id);
 	}
+	/* only now: a raise above leaves nothing for ForwardSync to go on with */
+	early_begun = true;
 	return true;
 }
 
