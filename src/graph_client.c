@@ -54,10 +54,11 @@
 /*
  * Spinning for a sync answer.  A backend that sleeps in poll() for an
  * answer that comes back within a few hundred us (an endpoint on the same
- * host or network) pays a wake-up on top, and on a
- * virtual machine the wake-up costs about what the round trip does: sync
- * creates against nginx on loopback ran at 1,400/s sleeping and 2,450/s
- * spinning (bench/run-all.sh, figure "sync").  So GraphSend first polls
+ * host or network) pays a wake-up on top, and on a virtual machine the
+ * wake-up can cost about what the round trip does: single sync creates
+ * against nginx on loopback (pgbench -c1, paired runs on 2 vCPUs) ran from
+ * 6% to 75% faster spinning, the more the costlier wake-ups were at the
+ * time.  So GraphSendFinish first polls
  * the socket for up to GRAPH_SPIN_US, yielding the CPU between polls
  * (sched_yield: anything else runnable on this CPU runs first), and only
  * then sleeps.  A far endpoint (Graph itself answers in milliseconds) does
