@@ -107,20 +107,32 @@ Conflict(const EdusyncError *err, int index)
 			 errhint("Send the same content to retry, or leave \"id\" out to create a new error.")));
 }
 
-/* Does the profile exist? */
-bool
-StoreProfileExists(const char *profile_id)
+/*
+ * Does the profile exist?  lock: and lock it until the transaction ends,
+ * as the foreign key's own check locks it (FOR KEY SHARE), so that no one
+ * can delete it in between.
+ */
+static bool
+ProfileFound(const char *profile_id, bool lock)
 {
 	static const Oid types[] = {TEXTOID};
 	Datum		values[1];
 	char		nulls[1];
-	bool		found;
 
 	values[0] = TextParam(profile_id, &nulls[0]);
-	found = (RunSavedStatement(&profile_plan,
-			"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1",
-			1, types, values, nulls, true, 1) == 1);
-	return found;
+#define PROFILE_SQL \
+	"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1"
+	return RunSavedStatement(lock ? &profile_lock_plan : &profile_plan,
+							 lock ? PROFILE_SQL " FOR KEY SHARE" : PROFILE_SQL,
+							 1, types, values, nulls, !lock, 1) == 1;
+#undef PROFILE_SQL
+}
+
+/* Does the profile exist? */
+bool
+StoreProfileExists(const char *profile_id)
+{
+	return ProfileFound(profile_id, false);
 }
 
 /*
@@ -184,23 +196,12 @@ ErrorsTablePlain(void)
  * Will storing a new error (an id the call generated) of this profile
  * succeed whatever the error says?  True when sync_errors is plain
  * (ErrorsTablePlain) and the profile exists, locked until the transaction
- * ends as the foreign key's own check locks it (FOR KEY SHARE), so that no
- * one can delete it in between.  forward.c then sends before storing.
+ * ends (ProfileFound).  forward.c then sends before storing.
  */
 bool
 StoreWillTake(const char *profile_id)
 {
-	static const Oid types[] = {TEXTOID};
-	Datum		values[1];
-	char		nulls[1];
-
-	if (!ErrorsTablePlain())
-		return false;
-	values[0] = TextParam(profile_id, &nulls[0]);
-	return RunSavedStatement(&profile_lock_plan,
-			"SELECT 1 FROM edusync.sync_profiles WHERE id OPERATOR(pg_catalog.=) $1 "
-			"FOR KEY SHARE",
-			1, types, values, nulls, false, 1) == 1;
+	return ErrorsTablePlain() && ProfileFound(profile_id, true);
 }
 
 /* Raise the contract's 23503 for a profile that does not exist. */
