@@ -249,6 +249,26 @@ set_batch_size() {
 	sleep 1	# the worker rereads its settings when the SIGHUP wakes it
 }
 
+# ROUNDS rounds of a contender against its baseline, each run on reset
+# tables, the one that goes first alternating round by round; every round
+# is sampled as KEY.  CONTENDER and BASELINE are commands (evaluated here,
+# so they may use the caller's variables) that print one number; CHECK, if
+# given, must succeed after each round.
+alternate() {
+	local key=$1 contender=$2 baseline=$3 check=${4:-} r a b
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) = 1 ]; then
+			reset_tables; b=$(eval "$baseline")
+			reset_tables; a=$(eval "$contender")
+		else
+			reset_tables; a=$(eval "$contender")
+			reset_tables; b=$(eval "$baseline")
+		fi
+		[ -z "$check" ] || eval "$check" || return 1
+		sample "$key" "$r" "$a" "$b"
+	done
+}
+
 # --- the benchmarks ----------------------------------------------------------
 
 # create_sync_error (forward off) vs a bare INSERT of the same row, CLIENTS
@@ -289,17 +309,9 @@ bench_sync_http() {
 	psql_ -c "CREATE EXTENSION IF NOT EXISTS http"
 	sed "s|@URL@|http://127.0.0.1:$NGINX_PORT$ERRORS_PATH|; s|@BODY@|$REQUEST_BODY|" \
 		"$BENCH/http_post.sql" >"$WORKDIR/http_post.sql"
-	local r s h
-	for r in $(seq 1 "$ROUNDS"); do
-		if [ $((r % 2)) = 1 ]; then
-			reset_tables; s=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" pgbench_tps create_json.sql 1)
-			reset_tables; h=$(pgbench_tps http_post.sql 1)
-		else
-			reset_tables; h=$(pgbench_tps http_post.sql 1)
-			reset_tables; s=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" pgbench_tps create_json.sql 1)
-		fi
-		sample sync_http "$r" "$s" "$h"
-	done
+	alternate sync_http \
+		'PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" pgbench_tps create_json.sql 1' \
+		'pgbench_tps http_post.sql 1'
 }
 
 # Sync create on one connection to nginx vs the floor: the same create
@@ -349,19 +361,9 @@ bench_bulk() {
 			'student' || g || '@testschool.edu', '2017-07-05T00:52:45Z', 'student' || g
 		  FROM bench.bulk_rows ORDER BY g) TO '$WORKDIR/bulk.csv' (FORMAT csv);
 	EOF
-	local r a b
 	local create="SELECT count(*) FROM edusync.create_sync_errors('bench-profile', (SELECT b FROM bench.bulk_bodies))"
 	local copy="COPY bench.plain_errors (profile_id, id, entry_type, error_code, error_message, joining_value, recorded_date_time, reportable_identifier) FROM '$WORKDIR/bulk.csv' (FORMAT csv)"
-	for r in $(seq 1 "$ROUNDS"); do
-		if [ $((r % 2)) = 1 ]; then
-			reset_tables; b=$(statement_ms "$copy")
-			reset_tables; a=$(statement_ms "$create")
-		else
-			reset_tables; a=$(statement_ms "$create")
-			reset_tables; b=$(statement_ms "$copy")
-		fi
-		sample bulk "$r" "$a" "$b"
-	done
+	alternate bulk 'statement_ms "$create"' 'statement_ms "$copy"'
 	psql_ -c "DROP TABLE bench.bulk_rows, bench.bulk_bodies"
 }
 
@@ -386,21 +388,13 @@ bench_sync_bulk() {
 			'reportableIdentifier', 'student' || g) ORDER BY g) AS b
 		FROM generate_series(1, $SYNC_BULK_N) g;
 	EOF
-	local r a b
 	local bulk="SELECT count(*) FROM edusync.create_sync_errors('bench-profile', (SELECT b FROM bench.sync_bulk_bodies))"
 	local single="SELECT count(edusync.create_sync_error('bench-profile', e)) FROM bench.sync_bulk_bodies, jsonb_array_elements(b) e"
-	for r in $(seq 1 "$ROUNDS"); do
-		if [ $((r % 2)) = 1 ]; then
-			reset_tables; b=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$single")
-			reset_tables; a=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$bulk")
-		else
-			reset_tables; a=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$bulk")
-			reset_tables; b=$(PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$single")
-		fi
-		[ "$(psql_ -c "SELECT count(*) FROM edusync.deliveries WHERE status = 'delivered'")" = "$SYNC_BULK_N" ] ||
-			{ echo "sync_bulk: not every error was recorded delivered" >&2; return 1; }
-		sample sync_bulk "$r" "$a" "$b"
-	done
+	alternate sync_bulk \
+		'PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$bulk"' \
+		'PGOPTIONS="$PGOPTIONS -c edusync.forward=sync" statement_ms "$single"' \
+		'[ "$(psql_ -c "SELECT count(*) FROM edusync.deliveries WHERE status = '"'"'delivered'"'"'")" = "$SYNC_BULK_N" ] ||
+			{ echo "sync_bulk: not every error was recorded delivered" >&2; false; }'
 	psql_ -c "DROP TABLE bench.sync_bulk_bodies"
 }
 
