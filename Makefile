@@ -17,6 +17,7 @@ OBJS = \
 	src/validate.o \
 	src/answer.o \
 	src/store.o \
+	src/row_insert.o \
 	src/skiptoken.o \
 	src/forward.o \
 	src/outbox.o \
@@ -35,7 +36,7 @@ DATA = sql/edusync--0.1.0.sql sql/edusync--0.1.0--0.2.0.sql sql/edusync--0.2.0.s
 	sql/edusync_proxy--0.1.0.sql
 # `make installcheck`: pg_regress (REGRESS, against the server PGHOST/PGPORT
 # name), then prove on t/*.pl (TAP_TESTS; their clusters are their own).
-REGRESS = create validate read privileges lifecycle trust bulk keyset
+REGRESS = create validate read privileges lifecycle trust bulk keyset storage
 TAP_TESTS = 1
 SHLIB_LINK += -lcurl
 PG_CPPFLAGS += -Isrc -DEDUSYNC_VERSION='"$(EXTVERSION)"'

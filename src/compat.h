@@ -61,6 +61,31 @@
 #endif
 
 /*
+ * Give an executor state a range table of one relation (row_insert.c), as
+ * logical replication's apply does.  16 added the permission infos
+ * (addRTEPermissionInfo), 18 the set of relations left after pruning.
+ */
+#if PG_VERSION_NUM >= 180000
+#define EdusyncInitRangeTable(estate, rte) \
+	do { \
+		List	   *perminfos_ = NIL; \
+		addRTEPermissionInfo(&perminfos_, (rte)); \
+		ExecInitRangeTable((estate), list_make1(rte), perminfos_, \
+						   bms_make_singleton(1)); \
+	} while (0)
+#elif PG_VERSION_NUM >= 160000
+#define EdusyncInitRangeTable(estate, rte) \
+	do { \
+		List	   *perminfos_ = NIL; \
+		addRTEPermissionInfo(&perminfos_, (rte)); \
+		ExecInitRangeTable((estate), list_make1(rte), perminfos_); \
+	} while (0)
+#else
+#define EdusyncInitRangeTable(estate, rte) \
+	ExecInitRangeTable((estate), list_make1(rte))
+#endif
+
+/*
  * Symbols the server looks up (entry points, the magic block) are exported
  * and nothing else: the library is built with -fvisibility=hidden.  16 and
  * later mark PGDLLEXPORT so themselves; before 16 it is empty on ELF.

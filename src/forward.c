@@ -690,7 +690,7 @@ ForwardError(const EdusyncError *err, bool replay)
 			ForwardRequireAsync();
 			/* refuse an unusable configuration now, not in the worker */
 			(void) GraphErrorsUrl(err->profile_id);
-			OutboxEnqueue(err);
+			OutboxEnqueue(err, !replay);
 			break;
 	}
 }

@@ -31,62 +31,114 @@
 #include "outbox.h"
 #include "recent.h"
 #include "registry.h"
+#include "row_insert.h"
 #include "saved_plan.h"
 #include "store.h"
 
 static bool wake_at_commit = false;
 static bool xact_callback_registered = false;
 
-/* Queue the error for the worker, which sends it after commit. */
+/*
+ * Insert the delivery row of an error this call stored (a new one can have
+ * no delivery row yet: another session's would wait for this transaction's
+ * error row) by RowInsert, with the columns its status sets and the rest as
+ * their defaults give.  False: the table is not one RowInsert takes rows
+ * into; nothing was inserted.
+ */
+static bool
+InsertNewDelivery(const EdusyncError *err, bool delivered, int attempts,
+				  long status, const char *remote_id)
+{
+#define DELIVERY_COLUMNS 11
+	static const RowColumn columns[DELIVERY_COLUMNS] = {
+		{"profile_id", TEXTOID}, {"error_id", UUIDOID}, {"status", TEXTOID},
+		{"attempts", INT4OID}, {"next_attempt_at", TIMESTAMPTZOID},
+		{"last_status", INT4OID}, {"last_error", TEXTOID},
+		{"remote_id", TEXTOID}, {"delivered_at", TIMESTAMPTZOID},
+		{"created_at", TIMESTAMPTZOID}, {"last_attempt_at", TIMESTAMPTZOID}};
+	Datum		values[DELIVERY_COLUMNS];
+	bool		isnull[DELIVERY_COLUMNS];
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+
+	memset(isnull, true, sizeof(isnull));
+	values[0] = TextValue(err->profile_id, &isnull[0]);
+	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
+	isnull[1] = false;
+	values[2] = CStringGetTextDatum(delivered ? "delivered" : "pending");
+	isnull[2] = false;
+	values[3] = Int32GetDatum(attempts);
+	isnull[3] = false;
+	values[9] = now;
+	isnull[9] = false;
+	if (delivered)
+	{
+		values[5] = Int32GetDatum((int32) status);
+		isnull[5] = false;
+		values[7] = TextValue(remote_id, &isnull[7]);
+		values[8] = values[10] = now;
+		isnull[8] = isnull[10] = false;
+	}
+	else
+	{
+		values[4] = now;
+		isnull[4] = false;
+	}
+	return RowInsert("deliveries", columns, DELIVERY_COLUMNS, values, isnull);
+#undef DELIVERY_COLUMNS
+}
+
+/*
+ * Queue the error for the worker, which sends it after commit.  fresh: the
+ * error was stored by this call (else a replay's may race another replay's).
+ */
 void
-OutboxEnqueue(const EdusyncError *err)
+OutboxEnqueue(const EdusyncError *err, bool fresh)
 {
 	static SPIPlanPtr plan = NULL;
 	static const Oid types[] = {TEXTOID, UUIDOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
 
-	values[0] = CStringGetTextDatum(err->profile_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
-	(void) RunSavedStatement(&plan,
-				 "INSERT INTO edusync.deliveries (profile_id, error_id) VALUES ($1, $2) "
-				 "ON CONFLICT (profile_id, error_id) DO NOTHING",
-				 2, types, values, nulls, false, 0);
+	if (!fresh || !InsertNewDelivery(err, false, 0, 0, NULL))
+	{
+		values[0] = CStringGetTextDatum(err->profile_id);
+		values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
+		(void) RunSavedStatement(&plan,
+					 "INSERT INTO edusync.deliveries (profile_id, error_id) VALUES ($1, $2) "
+					 "ON CONFLICT (profile_id, error_id) DO NOTHING",
+					 2, types, values, nulls, false, 0);
+	}
 	OutboxWakeAtCommit();
 }
 
 /*
  * Record a delivery done inside the call (sync mode).  fresh: the error was
- * inserted by this call, so it can have no delivery row yet (another
- * session's row would have to wait for this transaction's error row) and
- * the insert needs no ON CONFLICT; a replay's may race another replay's.
+ * inserted by this call (see OutboxEnqueue).
  */
 void
 OutboxRecordDelivered(const EdusyncError *err, bool fresh, int attempts,
 					  long status, const char *remote_id)
 {
-	static SPIPlanPtr plans[2] = {NULL, NULL};
+	static SPIPlanPtr plan = NULL;
 	static const Oid types[] = {TEXTOID, UUIDOID, INT4OID, INT4OID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	uint64		n;
+	uint64		n = 1;
 
-	values[0] = CStringGetTextDatum(err->profile_id);
-	values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
-	values[2] = Int32GetDatum(attempts);
-	values[3] = Int32GetDatum((int32) status);
-	values[4] = TextParam(remote_id, &nulls[4]);
-
-#define RECORD_DELIVERED_SQL \
-	"INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, " \
-	"next_attempt_at, last_status, remote_id, delivered_at, last_attempt_at) " \
-	"VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now(), " \
-	"pg_catalog.now())"
-	n = RunSavedStatement(&plans[fresh ? 0 : 1],
-				 fresh ? RECORD_DELIVERED_SQL :
-				 RECORD_DELIVERED_SQL " ON CONFLICT (profile_id, error_id) DO NOTHING",
-				 5, types, values, nulls, false, 0);
-#undef RECORD_DELIVERED_SQL
+	if (!fresh || !InsertNewDelivery(err, true, attempts, status, remote_id))
+	{
+		values[0] = CStringGetTextDatum(err->profile_id);
+		values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
+		values[2] = Int32GetDatum(attempts);
+		values[3] = Int32GetDatum((int32) status);
+		values[4] = TextParam(remote_id, &nulls[4]);
+		n = RunSavedStatement(&plan,
+					 "INSERT INTO edusync.deliveries (profile_id, error_id, status, attempts, "
+					 "next_attempt_at, last_status, remote_id, delivered_at, last_attempt_at) "
+					 "VALUES ($1, $2, 'delivered', $3, NULL, $4, $5, pg_catalog.now(), "
+					 "pg_catalog.now()) ON CONFLICT (profile_id, error_id) DO NOTHING",
+					 5, types, values, nulls, false, 0);
+	}
 	RecentNoteDelivered((int64) n);
 }
 

@@ -26,7 +26,7 @@ typedef struct OutboxRow
 } OutboxRow;
 
 /* Backends: one error's delivery row. */
-extern void OutboxEnqueue(const EdusyncError *err);
+extern void OutboxEnqueue(const EdusyncError *err, bool fresh);
 extern void OutboxRecordDelivered(const EdusyncError *err, bool fresh, int attempts,
 								  long status, const char *remote_id);
 extern bool OutboxHasDelivery(const EdusyncError *err);

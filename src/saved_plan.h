@@ -69,6 +69,14 @@ RunSavedStatement(SPIPlanPtr *plan, const char *sql, int nargs,
 	return n;
 }
 
+/* A text column's value for RowInsert, or a null flag for NULL. */
+static inline Datum
+TextValue(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s ? CStringGetTextDatum(s) : (Datum) 0;
+}
+
 /* A text parameter, or a null flag for NULL. */
 static inline Datum
 TextParam(const char *s, char *null)
