@@ -343,6 +343,13 @@ is(scalar($graph->requests(kind => 'errors')), 1, 'early send: one request');
 is($node->safe_psql('postgres', q{SELECT status || ' ' || attempts || ' ' || last_status
 	FROM edusync.deliveries WHERE error_id = '} . decode_json($out)->{id} . q{'}),
 	'delivered 1 201', 'early send: the delivery is recorded');
+like($err, qr/inserted a row into edusync\.deliveries without a statement/,
+	'the delivery row is inserted without a statement');
+is($node->safe_psql('postgres', q{SELECT (next_attempt_at IS NULL) || '|' ||
+	(last_error IS NULL) || '|' || (remote_id IS NOT NULL) || '|' ||
+	(delivered_at = created_at AND last_attempt_at = created_at)
+	FROM edusync.deliveries WHERE error_id = '} . decode_json($out)->{id} . q{'}),
+	'true|true|true|true', 'the delivery row holds what the INSERT statement gave it');
 
 $graph->reset;
 ($ok, $out, $err) = sync_sql(create_sql('no-such-profile'), set => [ 'client_min_messages = debug2' ]);

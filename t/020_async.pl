@@ -104,6 +104,28 @@ $node->safe_psql('postgres', "DELETE FROM edusync.deliveries WHERE error_id = '$
 is($node->safe_psql('postgres', 'SELECT count(*) FROM edusync.deliveries'), '0',
 	'and leaves no delivery');
 
+# --- the queued row, read before commit (the worker cannot see it yet):
+# inserted without a statement, holding what the INSERT's defaults give
+my ($qret, $qout, $qerr) = $node->psql('postgres', q{
+	SET edusync.forward = 'async';
+	SET client_min_messages = debug2;
+	BEGIN;
+	SELECT edusync.create_sync_error('p1', 'Student', 'X', 'queued row') IS NOT NULL;
+	SELECT d.status || '|' || d.attempts || '|' || (d.next_attempt_at = now()) || '|' ||
+		(d.created_at = now()) || '|' || (d.last_status IS NULL) || '|' ||
+		(d.last_error IS NULL) || '|' || (d.remote_id IS NULL) || '|' ||
+		(d.delivered_at IS NULL) || '|' || (d.last_attempt_at IS NULL)
+		FROM edusync.deliveries d JOIN edusync.sync_errors e
+			ON e.profile_id = d.profile_id AND e.id = d.error_id
+		WHERE e.error_message = 'queued row';
+	ROLLBACK;
+});
+is($qret, 0, 'a queued row: the create succeeds') or diag($qerr);
+is($qout, "t\npending|0|true|true|true|true|true|true|true",
+	'a queued row holds what the INSERT statement gave it');
+like($qerr, qr/inserted a row into edusync\.deliveries without a statement/,
+	'a queued row is inserted without a statement');
+
 # --- a commit is sent: the request Graph documents, the delivery recorded
 $graph->reset;
 my $answer = decode_json($node->safe_psql('postgres', q{
