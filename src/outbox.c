@@ -59,6 +59,7 @@ InsertNewDelivery(const EdusyncError *err, bool delivered, int attempts,
 	Datum		values[DELIVERY_COLUMNS];
 	bool		isnull[DELIVERY_COLUMNS];
 	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	RowReference ref;
 
 	memset(isnull, true, sizeof(isnull));
 	values[0] = TextValue(err->profile_id, &isnull[0]);
@@ -83,7 +84,11 @@ InsertNewDelivery(const EdusyncError *err, bool delivered, int attempts,
 		values[4] = now;
 		isnull[4] = false;
 	}
-	return RowInsert("deliveries", columns, DELIVERY_COLUMNS, values, isnull);
+	ref.relname = "sync_errors";
+	ref.tid = err->stored_at;
+	ref.nkeys = 2;				/* (profile_id, id) = (profile_id, error_id) */
+	return RowInsert("deliveries", columns, DELIVERY_COLUMNS, values, isnull,
+					 &ref, NULL);
 #undef DELIVERY_COLUMNS
 }
 

@@ -9,6 +9,8 @@
 #ifndef EDUSYNC_ROW_INSERT_H
 #define EDUSYNC_ROW_INSERT_H
 
+#include "storage/itemptr.h"
+
 /* A column RowInsert fills: its name and its type (or its domain's base) */
 typedef struct RowColumn
 {
@@ -16,7 +18,20 @@ typedef struct RowColumn
 	Oid			type;
 } RowColumn;
 
+/*
+ * The row a new row's foreign key references, where this transaction
+ * inserted it (RowInsert's *inserted_at): its first nkeys columns are the
+ * key the new row's first nkeys columns hold.
+ */
+typedef struct RowReference
+{
+	const char *relname;		/* in schema edusync */
+	ItemPointerData tid;
+	int			nkeys;
+} RowReference;
+
 extern bool RowInsert(const char *relname, const RowColumn *columns,
-					  int ncolumns, Datum *values, bool *isnull);
+					  int ncolumns, Datum *values, bool *isnull,
+					  const RowReference *ref, ItemPointer inserted_at);
 
 #endif							/* EDUSYNC_ROW_INSERT_H */

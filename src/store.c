@@ -239,7 +239,7 @@ IsProfileForeignKeyError(void)
  * RowInsert takes rows into; nothing was inserted.
  */
 static bool
-InsertNewRow(const EdusyncError *err)
+InsertNewRow(EdusyncError *err)
 {
 	static const RowColumn columns[ERRORS_TABLE_COLUMNS] = {
 		{"profile_id", TEXTOID}, {"id", UUIDOID}, {"entry_type", TEXTOID},
@@ -261,7 +261,8 @@ InsertNewRow(const EdusyncError *err)
 	values[7] = TextValue(err->reportable_identifier, &isnull[7]);
 	values[8] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	isnull[8] = false;
-	return RowInsert("sync_errors", columns, ERRORS_TABLE_COLUMNS, values, isnull);
+	return RowInsert("sync_errors", columns, ERRORS_TABLE_COLUMNS, values, isnull,
+					 NULL, &err->stored_at);
 }
 
 /*
@@ -281,6 +282,7 @@ StoreError(EdusyncError *err)
 	EdusyncError stored;
 	MemoryContext mcxt = CurrentMemoryContext;
 
+	ItemPointerSetInvalid(&err->stored_at);
 	values[0] = TextParam(err->profile_id, &nulls[0]);
 	values[1] = UUIDPGetDatum(&err->id);
 	nulls[1] = ' ';
@@ -364,6 +366,7 @@ StoreError(EdusyncError *err)
 	if (!SameContent(err, &stored))
 		Conflict(err, -1);
 	*err = stored;
+	ItemPointerSetInvalid(&err->stored_at);
 	return false;
 }
 

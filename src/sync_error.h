@@ -10,6 +10,7 @@
 #define EDUSYNC_SYNC_ERROR_H
 
 #include "datatype/timestamp.h"
+#include "storage/itemptr.h"
 #include "utils/uuid.h"
 
 /* Bounds of the contract, in characters. */
@@ -33,6 +34,8 @@ typedef struct EdusyncError
 	char	   *reportable_identifier;
 	TimestampTz recorded_date_time;
 	bool		recorded_given; /* false: the time of the call */
+	ItemPointerData stored_at;	/* where this call inserted the row, when it
+								 * did so by RowInsert; else invalid */
 } EdusyncError;
 
 #endif							/* EDUSYNC_SYNC_ERROR_H */

@@ -343,13 +343,40 @@ is(scalar($graph->requests(kind => 'errors')), 1, 'early send: one request');
 is($node->safe_psql('postgres', q{SELECT status || ' ' || attempts || ' ' || last_status
 	FROM edusync.deliveries WHERE error_id = '} . decode_json($out)->{id} . q{'}),
 	'delivered 1 201', 'early send: the delivery is recorded');
-like($err, qr/inserted a row into edusync\.deliveries without a statement/,
-	'the delivery row is inserted without a statement');
+like($err, qr/inserted a row into edusync\.deliveries without a statement, its foreign key held by this transaction's own row/,
+	'the delivery row is inserted without a statement, its foreign key check not queued');
 is($node->safe_psql('postgres', q{SELECT (next_attempt_at IS NULL) || '|' ||
 	(last_error IS NULL) || '|' || (remote_id IS NOT NULL) || '|' ||
 	(delivered_at = created_at AND last_attempt_at = created_at)
 	FROM edusync.deliveries WHERE error_id = '} . decode_json($out)->{id} . q{'}),
 	'true|true|true|true', 'the delivery row holds what the INSERT statement gave it');
+
+# the error deleted in the same transaction takes its delivery row with it
+($ok, $out, $err) = sync_sql(q{BEGIN;
+	SELECT edusync.create_sync_error('p1', 'Student', 'c', 'deleted at once') IS NOT NULL;
+	DELETE FROM edusync.sync_errors WHERE error_message = 'deleted at once';
+	SELECT count(*) FROM edusync.deliveries d WHERE NOT EXISTS (SELECT FROM edusync.sync_errors e
+		WHERE e.profile_id = d.profile_id AND e.id = d.error_id);
+	COMMIT;});
+ok($ok, 'an error deleted in the transaction that sent it') or diag($err);
+is($out, "t\n0", 'its delivery row goes with it (no delivery without its error)');
+
+# a trigger a superuser added to deliveries fires, and the foreign key's
+# check is queued as usual
+$node->safe_psql('postgres', q{
+	CREATE TABLE public.delivery_log (error_id uuid);
+	CREATE FUNCTION public.log_delivery() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN INSERT INTO public.delivery_log VALUES (NEW.error_id); RETURN NULL; END $$;
+	CREATE TRIGGER log_delivery AFTER INSERT ON edusync.deliveries
+		FOR EACH ROW EXECUTE FUNCTION public.log_delivery();});
+($ok, $out, $err) = sync_sql(create_sql(), set => [ 'client_min_messages = debug2' ]);
+ok($ok, 'with a trigger on deliveries: the create succeeds') or diag($err);
+like($err, qr/inserted a row into edusync\.deliveries without a statement\n/,
+	'with a trigger on deliveries: the foreign key check is queued');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM public.delivery_log WHERE error_id = '}
+		. decode_json($out)->{id} . q{'}), '1', 'with a trigger on deliveries: it fires');
+$node->safe_psql('postgres', q{DROP TRIGGER log_delivery ON edusync.deliveries;
+	DROP FUNCTION public.log_delivery(); DROP TABLE public.delivery_log;});
 
 $graph->reset;
 ($ok, $out, $err) = sync_sql(create_sql('no-such-profile'), set => [ 'client_min_messages = debug2' ]);
