@@ -46,8 +46,7 @@ FROM edusync.create_sync_error('p1', '{
   "entryType": "Section", "errorCode": "Duplicate", "errorMessage": "m",
   "recordedDateTime": "2017-07-05T00:52:45Z"}') AS r;
 
--- Ids come from a pool of strong random bytes drawn 32 ids at a time:
--- across draws, every one is version 4 and none repeats.
+-- Many ids: every one a version 4 GUID, none repeated.
 SELECT count(DISTINCT r->>'id') AS distinct_ids,
 	   bool_and(r->>'id' ~ '^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$') AS all_guids
 FROM generate_series(1, 100) g,

@@ -171,30 +171,14 @@ TextArg(FunctionCallInfo fcinfo, int argno)
 		text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
-/*
- * A new random (version 4) id, as gen_random_uuid() makes one: 16 bytes of
- * the server's strong random source (pg_strong_random), version and
- * variant set.  The bytes are drawn for 32 ids at a time: one draw costs
- * about as much as the rest of an id's making, whatever its length.
- */
+/* A new random (version 4) id, from the server's gen_random_uuid(). */
 static void
 NewId(pg_uuid_t *id)
 {
-	static uint8 pool[32 * UUID_LEN];
-	static int	used = sizeof(pool);
+	LOCAL_FCINFO(fcinfo, 0);
 
-	if (used == sizeof(pool))
-	{
-		if (!pg_strong_random(pool, sizeof(pool)))
-			ereport(ERROR,
-					(errcode(ERRCODE_INTERNAL_ERROR),
-					 errmsg("could not generate random values")));
-		used = 0;
-	}
-	memcpy(id->data, pool + used, UUID_LEN);
-	used += UUID_LEN;
-	id->data[6] = (id->data[6] & 0x0f) | 0x40;	/* version 4 */
-	id->data[8] = (id->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	memcpy(id, DatumGetUUIDP(gen_random_uuid(fcinfo)), sizeof(pg_uuid_t));
 }
 
 /*
