@@ -9,9 +9,10 @@
  *	  - a transaction that queued anything wakes the worker at commit.
  *
  *	  All SQL runs through SPI with parameters from plans prepared once per
- *	  process, and qualifies every operator and function: the worker runs
- *	  it as a superuser with search_path = pg_catalog, pg_temp, in a
- *	  database whose owner may not be one.
+ *	  process (a new error's delivery row goes in without a statement when
+ *	  the table allows it: row_insert.c), and qualifies every operator and
+ *	  function: the worker runs it as a superuser with search_path =
+ *	  pg_catalog, pg_temp, in a database whose owner may not be one.
  *
  *-------------------------------------------------------------------------
  */

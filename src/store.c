@@ -5,7 +5,8 @@
  *	  an error (with the idempotent replay of a known id), read one back,
  *	  read a page of them; and the one row-to-error mapping (the outbox
  *	  uses it too).  All SQL runs through SPI with parameters, from plans
- *	  prepared once per process.
+ *	  prepared once per process; a new error's row goes in without a
+ *	  statement when the table allows it (row_insert.c).
  *
  *-------------------------------------------------------------------------
  */
