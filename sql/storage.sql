@@ -22,6 +22,13 @@ SELECT created_at = now() AS created_now FROM edusync.sync_errors
 	WHERE error_message = 'plain';
 COMMIT;
 
+-- A read-only transaction stores nothing, refused as the INSERT statement
+-- is (25006).
+BEGIN TRANSACTION READ ONLY;
+SELECT edusync.create_sync_error('s1', 'Student', 'c', 'read only');
+\echo :SQLSTATE
+ROLLBACK;
+
 -- Statement triggers, before and after, fire once.  (Triggers run with
 -- the call's pinned search_path: they qualify their names.)
 CREATE FUNCTION log_statement() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -88,6 +95,20 @@ DROP TRIGGER s_upper ON edusync.sync_errors;
 DROP TRIGGER s_row ON edusync.sync_errors;
 TRUNCATE storage_log;
 
+-- A BEFORE trigger that keeps the row out: no row, as with the statement
+-- (which then finds no row for the id it generated either).
+CREATE FUNCTION keep_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN NULL;
+END $$;
+CREATE TRIGGER s_keep_out BEFORE INSERT ON edusync.sync_errors
+	FOR EACH ROW EXECUTE FUNCTION keep_out();
+\set VERBOSITY sqlstate
+SELECT edusync.create_sync_error('s1', 'Student', 'c', 'kept out');
+\set VERBOSITY default
+DROP TRIGGER s_keep_out ON edusync.sync_errors;
+SELECT count(*) AS kept_out FROM edusync.sync_errors WHERE error_message = 'kept out';
+
 -- A column added with a default gets its default; once dropped, creates
 -- go on (by the statement: the dropped column stays in the table's shape).
 ALTER TABLE edusync.sync_errors ADD COLUMN note text DEFAULT 'noted';
@@ -110,5 +131,5 @@ SELECT edusync.create_sync_error('nope', 'Student', 'c', 'unknown profile');
 SELECT error_message FROM edusync.sync_errors ORDER BY error_message;
 
 DROP TABLE storage_log;
-DROP FUNCTION log_statement(), log_new_rows(), upper_code(), log_row();
+DROP FUNCTION log_statement(), log_new_rows(), upper_code(), log_row(), keep_out();
 DROP EXTENSION edusync;

@@ -43,13 +43,15 @@ static bool xact_callback_registered = false;
  * Insert the delivery row of an error this call stored (a new one can have
  * no delivery row yet: another session's would wait for this transaction's
  * error row) by RowInsert, with the columns its status sets and the rest as
- * their defaults give.  False: the table is not one RowInsert takes rows
- * into; nothing was inserted.
+ * their defaults give; *n: how many rows went in (0: a BEFORE trigger kept
+ * it out).  False: the table is not one RowInsert takes rows into; nothing
+ * was inserted.
  */
 static bool
 InsertNewDelivery(const EdusyncError *err, bool delivered, int attempts,
-				  long status, const char *remote_id)
+				  long status, const char *remote_id, uint64 *n)
 {
+	ItemPointerData at;
 #define DELIVERY_COLUMNS 11
 	static const RowColumn columns[DELIVERY_COLUMNS] = {
 		{"profile_id", TEXTOID}, {"error_id", UUIDOID}, {"status", TEXTOID},
@@ -88,8 +90,11 @@ InsertNewDelivery(const EdusyncError *err, bool delivered, int attempts,
 	ref.relname = "sync_errors";
 	ref.tid = err->stored_at;
 	ref.nkeys = 2;				/* (profile_id, id) = (profile_id, error_id) */
-	return RowInsert("deliveries", columns, DELIVERY_COLUMNS, values, isnull,
-					 &ref, NULL);
+	if (!RowInsert("deliveries", columns, DELIVERY_COLUMNS, values, isnull,
+				   &ref, &at))
+		return false;
+	*n = ItemPointerIsValid(&at) ? 1 : 0;
+	return true;
 #undef DELIVERY_COLUMNS
 }
 
@@ -104,8 +109,9 @@ OutboxEnqueue(const EdusyncError *err, bool fresh)
 	static const Oid types[] = {TEXTOID, UUIDOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
+	uint64		n;
 
-	if (!fresh || !InsertNewDelivery(err, false, 0, 0, NULL))
+	if (!fresh || !InsertNewDelivery(err, false, 0, 0, NULL, &n))
 	{
 		values[0] = CStringGetTextDatum(err->profile_id);
 		values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);
@@ -129,9 +135,9 @@ OutboxRecordDelivered(const EdusyncError *err, bool fresh, int attempts,
 	static const Oid types[] = {TEXTOID, UUIDOID, INT4OID, INT4OID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
-	uint64		n = 1;
+	uint64		n = 0;
 
-	if (!fresh || !InsertNewDelivery(err, true, attempts, status, remote_id))
+	if (!fresh || !InsertNewDelivery(err, true, attempts, status, remote_id, &n))
 	{
 		values[0] = CStringGetTextDatum(err->profile_id);
 		values[1] = UUIDPGetDatum((pg_uuid_t *) &err->id);

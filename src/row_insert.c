@@ -17,11 +17,12 @@
  *	  as at the end of a statement.
  *
  *	  What ExecSimpleRelationInsert does not do, an INSERT statement would:
- *	  rules, row security, statement triggers and transition tables,
- *	  defaults and domain checks of the columns, and a partitioned table's
- *	  routing.  RowInsert takes this path only for a table that has none of
- *	  these and has exactly the columns its caller fills, and says so
- *	  otherwise; the caller then runs its statement.  The callers fill every
+ *	  refuse a read-only transaction, apply rules, row security, statement
+ *	  triggers and transition tables, defaults and domain checks of the
+ *	  columns, and route into a partitioned table's partitions.  RowInsert
+ *	  takes this path only in a transaction that may write, for a table
+ *	  that has none of these and has exactly the columns its caller fills,
+ *	  and says so otherwise; the caller then runs its statement.  The callers fill every
  *	  column with what its default or domain would give.
  *
  *	  A foreign key's check of a new row locks the row it references
@@ -157,7 +158,8 @@ ReferenceHeld(Relation rel, const RowReference *ref, Datum *values, bool *isnull
  * row into as an INSERT statement would (see the file's header); the
  * caller then runs its INSERT.  Errors are the ones that INSERT raises.
  * ref: NULL, or the row the new row's foreign key references, inserted by
- * this transaction.  inserted_at: NULL, or where to say where the row went.
+ * this transaction.  *inserted_at: where the row went; invalid when a
+ * BEFORE trigger kept it out (an INSERT statement's zero rows).
  */
 bool
 RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
@@ -173,7 +175,8 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 	TupleTableSlot *slot;
 	bool		check_held;
 
-	if (!OidIsValid(relid))
+	/* a read-only transaction (or a standby): the statement refuses it */
+	if (!OidIsValid(relid) || XactReadOnly)
 		return false;
 	rel = table_open(relid, RowExclusiveLock);
 	if (!RowInsertable(rel, columns, ncolumns))
@@ -206,11 +209,12 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 	memcpy(slot->tts_isnull, isnull, ncolumns * sizeof(bool));
 	ExecStoreVirtualTuple(slot);
 
+	ItemPointerSetInvalid(&slot->tts_tid);
+
 	AfterTriggerBeginQuery();
 	ExecSimpleRelationInsert(rri, estate, slot);
 	AfterTriggerEndQuery(estate);
-	if (inserted_at != NULL)
-		ItemPointerCopy(&slot->tts_tid, inserted_at);
+	ItemPointerCopy(&slot->tts_tid, inserted_at);
 
 	ExecCloseIndices(rri);
 	ExecResetTupleTable(estate->es_tupleTable, false);

@@ -321,7 +321,7 @@ StoreError(EdusyncError *err)
 	"INSERT INTO edusync.sync_errors (profile_id, " ERROR_COLUMNS ") " \
 	"VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 			if (!err->id_given && InsertNewRow(err))
-				processed = 1;
+				processed = ItemPointerIsValid(&err->stored_at) ? 1 : 0;
 			else
 			{
 				RunSavedPlan(err->id_given ? &insert_plan : &insert_new_plan,
