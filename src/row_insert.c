@@ -22,8 +22,8 @@
  *	  columns, and route into a partitioned table's partitions.  RowInsert
  *	  takes this path only in a transaction that may write, for a table
  *	  that has none of these and has exactly the columns its caller fills,
- *	  and says so otherwise; the caller then runs its statement.  The callers fill every
- *	  column with what its default or domain would give.
+ *	  and says so otherwise; the caller then runs its statement.  The
+ *	  callers fill every column with what its default or domain would give.
  *
  *	  A foreign key's check of a new row locks the row it references
  *	  (FOR KEY SHARE) through a query of its own, so that no other
@@ -93,10 +93,34 @@ RowInsertable(Relation rel, const RowColumn *columns, int ncolumns)
 }
 
 /*
- * Is the only trigger rel fires on insert the check of its foreign key to
- * ref, and is ref's row one this transaction inserted, still there (to
- * this transaction), with the key that values holds?  Then that check
- * would pass and hold nothing another transaction could contend for.
+ * Is constraint conoid of rel a foreign key from rel's first nkeys columns
+ * to the first nkeys columns of refid?
+ */
+static bool
+KeyOfFirstColumns(Relation rel, Oid conoid, Oid refid, int nkeys)
+{
+	ListCell   *lc;
+
+	foreach(lc, RelationGetFKeyList(rel))
+	{
+		ForeignKeyCacheInfo *fk = (ForeignKeyCacheInfo *) lfirst(lc);
+		bool		first = fk->nkeys == nkeys && fk->confrelid == refid;
+
+		if (fk->conoid != conoid)
+			continue;
+		for (int i = 0; first && i < nkeys; i++)
+			first = fk->conkey[i] == i + 1 && fk->confkey[i] == i + 1;
+		return first;
+	}
+	return false;
+}
+
+/*
+ * Are the only triggers rel fires on insert checks of a foreign key to ref
+ * (from and to the first ref->nkeys columns), and is ref's row one this
+ * transaction inserted, still there (to this transaction), with the key
+ * that values holds?  Then those checks would pass and hold nothing another
+ * transaction could contend for.
  */
 static bool
 ReferenceHeld(Relation rel, const RowReference *ref, Datum *values, bool *isnull)
@@ -104,7 +128,7 @@ ReferenceHeld(Relation rel, const RowReference *ref, Datum *values, bool *isnull
 	TriggerDesc *trig = rel->trigdesc;
 	Oid			nsp = get_namespace_oid("edusync", true);
 	Oid			refid = OidIsValid(nsp) ? get_relname_relid(ref->relname, nsp) : InvalidOid;
-	int			ninsert = 0;
+	int			nchecks = 0;
 	Relation	refrel;
 	TupleTableSlot *slot;
 	bool		held;
@@ -117,11 +141,12 @@ ReferenceHeld(Relation rel, const RowReference *ref, Datum *values, bool *isnull
 
 		if (!TRIGGER_FOR_INSERT(t->tgtype))
 			continue;
-		if (++ninsert > 1 || t->tgfoid != F_RI_FKEY_CHECK_INS ||
-			t->tgconstrrelid != refid)
+		if (t->tgfoid != F_RI_FKEY_CHECK_INS || t->tgconstrrelid != refid ||
+			!KeyOfFirstColumns(rel, t->tgconstraint, refid, ref->nkeys))
 			return false;
+		nchecks++;
 	}
-	if (ninsert != 1)
+	if (nchecks == 0)
 		return false;
 
 	refrel = table_open(refid, AccessShareLock);
@@ -201,7 +226,7 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 	ExecOpenIndices(rri, false);
 	check_held = ref != NULL && ReferenceHeld(rel, ref, values, isnull);
 	if (check_held)
-		rri->ri_TrigDesc = NULL;	/* its one trigger, the check, would pass */
+		rri->ri_TrigDesc = NULL;	/* its triggers, the checks, would pass */
 
 	slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
 	ExecClearTuple(slot);

@@ -378,6 +378,28 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM public.delivery_log WHERE
 $node->safe_psql('postgres', q{DROP TRIGGER log_delivery ON edusync.deliveries;
 	DROP FUNCTION public.log_delivery(); DROP TABLE public.delivery_log;});
 
+# a foreign key of deliveries to sync_errors on other columns than the
+# extension's (here in another order): its check is queued
+$node->safe_psql('postgres', q{
+	ALTER TABLE edusync.deliveries DROP CONSTRAINT deliveries_profile_id_error_id_fkey;
+	ALTER TABLE edusync.sync_errors ADD CONSTRAINT sync_errors_id_profile_key UNIQUE (id, profile_id);
+	ALTER TABLE edusync.deliveries ADD CONSTRAINT deliveries_reversed_fkey
+		FOREIGN KEY (error_id, profile_id) REFERENCES edusync.sync_errors (id, profile_id)
+		ON DELETE CASCADE;});
+($ok, $out, $err) = sync_sql(create_sql(), set => [ 'client_min_messages = debug2' ]);
+ok($ok, 'with a foreign key on other columns: the create succeeds') or diag($err);
+like($err, qr/inserted a row into edusync\.deliveries without a statement\n/,
+	'with a foreign key on other columns: its check is queued');
+$node->safe_psql('postgres', q{
+	ALTER TABLE edusync.deliveries DROP CONSTRAINT deliveries_reversed_fkey;
+	ALTER TABLE edusync.sync_errors DROP CONSTRAINT sync_errors_id_profile_key;
+	ALTER TABLE edusync.deliveries ADD CONSTRAINT deliveries_profile_id_error_id_fkey
+		FOREIGN KEY (profile_id, error_id) REFERENCES edusync.sync_errors (profile_id, id)
+		ON DELETE CASCADE;});
+($ok, $out, $err) = sync_sql(create_sql(), set => [ 'client_min_messages = debug2' ]);
+like($err, qr/inserted a row into edusync\.deliveries without a statement, its foreign key held/,
+	'the extension\'s foreign key back: its check is not queued again');
+
 $graph->reset;
 ($ok, $out, $err) = sync_sql(create_sql('no-such-profile'), set => [ 'client_min_messages = debug2' ]);
 like($err, qr/ERROR:  23503: /, 'early send: an unknown profile is 23503');
