@@ -274,7 +274,7 @@ SyncSendInit(SyncSend *send, const EdusyncError *err)
  * that raises before ForwardError runs ForwardSyncAbandon.
  */
 bool
-ForwardSyncEarly(const EdusyncError *err)
+ForwardSyncEarly(EdusyncError *err)
 {
 	GraphRequest req;
 
@@ -282,7 +282,7 @@ ForwardSyncEarly(const EdusyncError *err)
 	if (edusync_forward != EDUSYNC_FORWARD_SYNC || err->id_given)
 		return false;
 	/* (an unknown profile is the insert's to refuse, before anything else) */
-	if (!StoreWillTake(err->profile_id))
+	if (!StoreWillTake(err))
 		return false;
 	RequirePreload();
 	RequireEndpoint();

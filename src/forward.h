@@ -15,7 +15,7 @@ extern void ForwardError(const EdusyncError *err, bool replay);
 extern void ForwardErrors(const EdusyncError *errs, const bool *inserted,
 						  int n);
 extern void ForwardRequireAsync(void);
-extern bool ForwardSyncEarly(const EdusyncError *err);
+extern bool ForwardSyncEarly(EdusyncError *err);
 extern void ForwardSyncAbandon(void);
 
 #endif							/* EDUSYNC_FORWARD_H */

@@ -89,6 +89,7 @@ InsertNewDelivery(const EdusyncError *err, bool delivered, int attempts,
 	}
 	ref.relname = "sync_errors";
 	ref.tid = err->stored_at;
+	ref.locked = false;
 	ref.nkeys = 2;				/* (profile_id, id) = (profile_id, error_id) */
 	if (!RowInsert("deliveries", columns, DELIVERY_COLUMNS, values, isnull,
 				   &ref, &at))

@@ -33,7 +33,11 @@
  *	  row's key, no other transaction can see it, let alone delete it, until
  *	  this one commits: the check is then known to pass and is not queued.
  *	  Deleting it later in this transaction cascades as ever (the action is
- *	  the referenced table's trigger).
+ *	  the referenced table's trigger).  The same holds for a row the caller
+ *	  has just locked FOR KEY SHARE by the new row's key (the sync early
+ *	  send's profile, store.c's StoreWillTake): the check's query would
+ *	  find it, as no other transaction can delete it or change its key
+ *	  until this one ends, and take the lock this transaction holds.
  *
  *-------------------------------------------------------------------------
  */
@@ -116,38 +120,65 @@ KeyOfFirstColumns(Relation rel, Oid conoid, Oid refid, int nkeys)
 }
 
 /*
- * Are the only triggers rel fires on insert checks of a foreign key to ref
- * (from and to the first ref->nkeys columns), and is ref's row one this
- * transaction inserted, still there (to this transaction), with the key
- * that values holds?  Then those checks would pass and hold nothing another
- * transaction could contend for.
+ * Are the only triggers rel fires on insert checks of a foreign key to
+ * refid, from and to the first nkeys columns (and is there one)?
  */
 static bool
-ReferenceHeld(Relation rel, const RowReference *ref, Datum *values, bool *isnull)
+OnlyKeyChecks(Relation rel, Oid refid, int nkeys)
 {
 	TriggerDesc *trig = rel->trigdesc;
-	Oid			nsp = get_namespace_oid("edusync", true);
-	Oid			refid = OidIsValid(nsp) ? get_relname_relid(ref->relname, nsp) : InvalidOid;
 	int			nchecks = 0;
-	Relation	refrel;
-	TupleTableSlot *slot;
-	bool		held;
 
-	if (!OidIsValid(refid) || trig == NULL || !ItemPointerIsValid(&ref->tid))
-		return false;
-	for (int i = 0; i < trig->numtriggers; i++)
+	for (int i = 0; trig != NULL && i < trig->numtriggers; i++)
 	{
 		Trigger    *t = &trig->triggers[i];
 
 		if (!TRIGGER_FOR_INSERT(t->tgtype))
 			continue;
 		if (t->tgfoid != F_RI_FKEY_CHECK_INS || t->tgconstrrelid != refid ||
-			!KeyOfFirstColumns(rel, t->tgconstraint, refid, ref->nkeys))
+			!KeyOfFirstColumns(rel, t->tgconstraint, refid, nkeys))
 			return false;
 		nchecks++;
 	}
-	if (nchecks == 0)
+	return nchecks > 0;
+}
+
+/*
+ * Are the only triggers rel fires on insert checks of a foreign key to
+ * edusync.refname, from and to the first nkeys columns?  Then all an
+ * insert can be refused for by a trigger is a missing row of refname.
+ */
+bool
+RowOnlyKeyChecks(Relation rel, const char *refname, int nkeys)
+{
+	Oid			nsp = get_namespace_oid("edusync", true);
+	Oid			refid = OidIsValid(nsp) ? get_relname_relid(refname, nsp) : InvalidOid;
+
+	return OidIsValid(refid) && OnlyKeyChecks(rel, refid, nkeys);
+}
+
+/*
+ * Are the only triggers rel fires on insert checks of a foreign key to ref
+ * (from and to the first ref->nkeys columns), and is ref's row either
+ * locked by the caller or one this transaction inserted, still there (to
+ * this transaction), with the key that values holds?  Then those checks
+ * would pass, and lock nothing this transaction does not hold already or
+ * another transaction could contend for.
+ */
+static bool
+ReferenceHeld(Relation rel, const RowReference *ref, Datum *values, bool *isnull)
+{
+	Oid			nsp = get_namespace_oid("edusync", true);
+	Oid			refid = OidIsValid(nsp) ? get_relname_relid(ref->relname, nsp) : InvalidOid;
+	Relation	refrel;
+	TupleTableSlot *slot;
+	bool		held;
+
+	if (!OidIsValid(refid) || (!ref->locked && !ItemPointerIsValid(&ref->tid)) ||
+		!OnlyKeyChecks(rel, refid, ref->nkeys))
 		return false;
+	if (ref->locked)
+		return true;			/* the caller's lock is the checks' lock */
 
 	refrel = table_open(refid, AccessShareLock);
 	slot = table_slot_create(refrel, NULL);
@@ -249,7 +280,8 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 	/* what follows sees the row, as after a statement run by SPI */
 	CommandCounterIncrement();
 	elog(DEBUG2, "inserted a row into edusync.%s without a statement%s", relname,
-		 check_held ?
-		 ", its foreign key held by this transaction's own row" : "");
+		 !check_held ? "" : ref->locked ?
+		 ", its foreign key held by this call's lock on the row it references" :
+		 ", its foreign key held by this transaction's own row");
 	return true;
 }

@@ -10,6 +10,7 @@
 #define EDUSYNC_ROW_INSERT_H
 
 #include "storage/itemptr.h"
+#include "utils/relcache.h"
 
 /* A column RowInsert fills: its name and its type (or its domain's base) */
 typedef struct RowColumn
@@ -19,17 +20,20 @@ typedef struct RowColumn
 } RowColumn;
 
 /*
- * The row a new row's foreign key references, where this transaction
- * inserted it (RowInsert's *inserted_at): its first nkeys columns are the
- * key the new row's first nkeys columns hold.
+ * The row a new row's foreign key references, whose first nkeys columns
+ * are the key the new row's first nkeys columns hold: either where this
+ * transaction inserted it (RowInsert's *inserted_at), or, locked, a row
+ * the caller locked FOR KEY SHARE in this transaction by that key.
  */
 typedef struct RowReference
 {
 	const char *relname;		/* in schema edusync */
-	ItemPointerData tid;
+	ItemPointerData tid;		/* unless locked */
+	bool		locked;
 	int			nkeys;
 } RowReference;
 
+extern bool RowOnlyKeyChecks(Relation rel, const char *refname, int nkeys);
 extern bool RowInsert(const char *relname, const RowColumn *columns,
 					  int ncolumns, Datum *values, bool *isnull,
 					  const RowReference *ref, ItemPointer inserted_at);

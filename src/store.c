@@ -141,7 +141,8 @@ StoreProfileExists(const char *profile_id)
  * Does sync_errors take any row that validation passed: is it as the
  * extension made it, with nothing a user added that could refuse a row?
  * That is: its own columns only (no added default or generated column to
- * evaluate), no trigger but the foreign keys' internal ones, no rule, no
+ * evaluate), no trigger but the foreign keys' internal ones, and on insert
+ * only the check of its key to the profile (no key a user added), no rule, no
  * row security, no CHECK constraint, and no index but plain ones on
  * columns (no expression or predicate to evaluate) of which only the
  * primary key is unique.  Takes the lock the insert takes.
@@ -169,6 +170,8 @@ ErrorsTablePlain(void)
 		(desc->constr == NULL || desc->constr->num_check == 0);
 	for (int i = 0; plain && rel->trigdesc != NULL && i < rel->trigdesc->numtriggers; i++)
 		plain = rel->trigdesc->triggers[i].tgisinternal;
+	/* of which those on insert are the profile's key's check, and no other */
+	plain = plain && RowOnlyKeyChecks(rel, "sync_profiles", 1);
 	indexes = plain ? RelationGetIndexList(rel) : NIL;
 	foreach(lc, indexes)
 	{
@@ -195,15 +198,17 @@ ErrorsTablePlain(void)
 }
 
 /*
- * Will storing a new error (an id the call generated) of this profile
- * succeed whatever the error says?  True when sync_errors is plain
- * (ErrorsTablePlain) and the profile exists, locked until the transaction
- * ends (ProfileFound).  forward.c then sends before storing.
+ * Will storing err (a new error, an id the call generated) succeed
+ * whatever it says?  True when sync_errors is plain (ErrorsTablePlain) and
+ * the profile exists, locked until the transaction ends (ProfileFound), as
+ * err->profile_locked then says: storing it needs no foreign key check of
+ * its own (row_insert.c).  forward.c then sends before storing.
  */
 bool
-StoreWillTake(const char *profile_id)
+StoreWillTake(EdusyncError *err)
 {
-	return ErrorsTablePlain() && ProfileFound(profile_id, true);
+	err->profile_locked = ErrorsTablePlain() && ProfileFound(err->profile_id, true);
+	return err->profile_locked;
 }
 
 /* Raise the contract's 23503 for a profile that does not exist. */
@@ -249,6 +254,7 @@ InsertNewRow(EdusyncError *err)
 		{"reportable_identifier", TEXTOID}, {"created_at", TIMESTAMPTZOID}};
 	Datum		values[ERRORS_TABLE_COLUMNS];
 	bool		isnull[ERRORS_TABLE_COLUMNS];
+	RowReference profile;
 
 	values[0] = TextValue(err->profile_id, &isnull[0]);
 	values[1] = UUIDPGetDatum(&err->id);
@@ -262,8 +268,12 @@ InsertNewRow(EdusyncError *err)
 	values[7] = TextValue(err->reportable_identifier, &isnull[7]);
 	values[8] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	isnull[8] = false;
+	profile.relname = "sync_profiles";
+	ItemPointerSetInvalid(&profile.tid);
+	profile.locked = true;
+	profile.nkeys = 1;			/* (profile_id) = (id) */
 	return RowInsert("sync_errors", columns, ERRORS_TABLE_COLUMNS, values, isnull,
-					 NULL, &err->stored_at);
+					 err->profile_locked ? &profile : NULL, &err->stored_at);
 }
 
 /*

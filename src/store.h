@@ -27,7 +27,7 @@ extern void StoreRowToError(HeapTuple tup, TupleDesc desc, int first_col,
 							const char *profile_id, MemoryContext mcxt,
 							EdusyncError *err);
 extern bool StoreProfileExists(const char *profile_id);
-extern bool StoreWillTake(const char *profile_id);
+extern bool StoreWillTake(EdusyncError *err);
 extern pg_noreturn void StoreNoSuchProfile(const char *profile_id);
 extern bool StoreError(EdusyncError *err);
 extern void StoreErrors(EdusyncError *errs, int n, bool *inserted);

@@ -36,6 +36,8 @@ typedef struct EdusyncError
 	bool		recorded_given; /* false: the time of the call */
 	ItemPointerData stored_at;	/* where this call inserted the row, when it
 								 * did so by RowInsert; else invalid */
+	bool		profile_locked; /* this call locked the profile FOR KEY
+								 * SHARE (StoreWillTake) */
 } EdusyncError;
 
 #endif							/* EDUSYNC_SYNC_ERROR_H */

@@ -343,6 +343,8 @@ is(scalar($graph->requests(kind => 'errors')), 1, 'early send: one request');
 is($node->safe_psql('postgres', q{SELECT status || ' ' || attempts || ' ' || last_status
 	FROM edusync.deliveries WHERE error_id = '} . decode_json($out)->{id} . q{'}),
 	'delivered 1 201', 'early send: the delivery is recorded');
+like($err, qr/inserted a row into edusync\.sync_errors without a statement, its foreign key held by this call's lock on the row it references/,
+	'the error row is inserted without a statement, its foreign key check not queued (the profile is locked)');
 like($err, qr/inserted a row into edusync\.deliveries without a statement, its foreign key held by this transaction's own row/,
 	'the delivery row is inserted without a statement, its foreign key check not queued');
 is($node->safe_psql('postgres', q{SELECT (next_attempt_at IS NULL) || '|' ||
@@ -438,7 +440,14 @@ my @refusers = (
 	[ 'an added column',
 	  q{ALTER TABLE edusync.sync_errors ADD COLUMN refuse int NOT NULL DEFAULT 0 CHECK (refuse >= 0)},
 	  q{ALTER TABLE edusync.sync_errors DROP COLUMN refuse},
-	  undef ]);
+	  undef ],
+	[ 'a foreign key',
+	  q{CREATE TABLE public.messages (message text PRIMARY KEY);
+		INSERT INTO public.messages VALUES ('Student cannot be updated');
+		ALTER TABLE edusync.sync_errors ADD CONSTRAINT refuse
+			FOREIGN KEY (error_message) REFERENCES public.messages NOT VALID},
+	  q{ALTER TABLE edusync.sync_errors DROP CONSTRAINT refuse; DROP TABLE public.messages},
+	  qr/ERROR:  23503: / ]);
 for my $case (@refusers)
 {
 	my ($name, $add, $drop, $refusal) = @$case;
