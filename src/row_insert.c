@@ -96,6 +96,15 @@ RowInsertable(Relation rel, const RowColumn *columns, int ncolumns)
 							 ACL_INSERT) == ACLCHECK_OK;
 }
 
+/* The OID of table edusync.relname; InvalidOid when there is none. */
+Oid
+RowTableOid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("edusync", true);
+
+	return OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+}
+
 /*
  * Is constraint conoid of rel a foreign key from rel's first nkeys columns
  * to the first nkeys columns of refid?
@@ -151,8 +160,7 @@ OnlyKeyChecks(Relation rel, Oid refid, int nkeys)
 bool
 RowOnlyKeyChecks(Relation rel, const char *refname, int nkeys)
 {
-	Oid			nsp = get_namespace_oid("edusync", true);
-	Oid			refid = OidIsValid(nsp) ? get_relname_relid(refname, nsp) : InvalidOid;
+	Oid			refid = RowTableOid(refname);
 
 	return OidIsValid(refid) && OnlyKeyChecks(rel, refid, nkeys);
 }
@@ -168,8 +176,7 @@ RowOnlyKeyChecks(Relation rel, const char *refname, int nkeys)
 static bool
 ReferenceHeld(Relation rel, const RowReference *ref, Datum *values, bool *isnull)
 {
-	Oid			nsp = get_namespace_oid("edusync", true);
-	Oid			refid = OidIsValid(nsp) ? get_relname_relid(ref->relname, nsp) : InvalidOid;
+	Oid			refid = RowTableOid(ref->relname);
 	Relation	refrel;
 	TupleTableSlot *slot;
 	bool		held;
@@ -222,8 +229,7 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 		  Datum *values, bool *isnull, const RowReference *ref,
 		  ItemPointer inserted_at)
 {
-	Oid			nsp = get_namespace_oid("edusync", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+	Oid			relid = RowTableOid(relname);
 	Relation	rel;
 	EState	   *estate;
 	RangeTblEntry *rte;

@@ -33,6 +33,7 @@ typedef struct RowReference
 	int			nkeys;
 } RowReference;
 
+extern Oid	RowTableOid(const char *relname);
 extern bool RowOnlyKeyChecks(Relation rel, const char *refname, int nkeys);
 extern bool RowInsert(const char *relname, const RowColumn *columns,
 					  int ncolumns, Datum *values, bool *isnull,

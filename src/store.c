@@ -14,7 +14,6 @@
 
 #include "access/table.h"
 #include "access/xact.h"
-#include "catalog/namespace.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -150,8 +149,7 @@ StoreProfileExists(const char *profile_id)
 static bool
 ErrorsTablePlain(void)
 {
-	Oid			nsp = get_namespace_oid("edusync", true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("sync_errors", nsp) : InvalidOid;
+	Oid			relid = RowTableOid("sync_errors");
 	Relation	rel;
 	TupleDesc	desc;
 	List	   *indexes;
