@@ -22,6 +22,20 @@ SELECT created_at = now() AS created_now FROM edusync.sync_errors
 	WHERE error_message = 'plain';
 COMMIT;
 
+-- The profile is locked FOR KEY SHARE without a query where that is the
+-- same as the foreign key's own check (READ COMMITTED); elsewhere the check
+-- is left to the key, as with an INSERT statement.
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SET LOCAL client_min_messages = debug2;
+SELECT edusync.create_sync_error('s1', 'Student', 'c', 'rr') IS NOT NULL AS created;
+COMMIT;
+ALTER TABLE edusync.sync_profiles ENABLE ROW LEVEL SECURITY;
+BEGIN;
+SET LOCAL client_min_messages = debug2;
+SELECT edusync.create_sync_error('s1', 'Student', 'c', 'rls') IS NOT NULL AS created;
+COMMIT;
+ALTER TABLE edusync.sync_profiles DISABLE ROW LEVEL SECURITY;
+
 -- A read-only transaction stores nothing, refused as the INSERT statement
 -- is (25006).
 BEGIN TRANSACTION READ ONLY;

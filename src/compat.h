@@ -90,6 +90,17 @@
  * and nothing else: the library is built with -fvisibility=hidden.  16 and
  * later mark PGDLLEXPORT so themselves; before 16 it is empty on ELF.
  */
+/* index_beginscan takes instrumentation, and the primary key a flag, in 18 */
+#if PG_VERSION_NUM >= 180000
+#define EdusyncIndexBeginscan(heap, index, snapshot, nkeys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), 0)
+#define EdusyncPrimaryKeyIndex(rel)	RelationGetPrimaryKeyIndex((rel), false)
+#else
+#define EdusyncIndexBeginscan(heap, index, snapshot, nkeys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), 0)
+#define EdusyncPrimaryKeyIndex(rel)	RelationGetPrimaryKeyIndex(rel)
+#endif
+
 #if PG_VERSION_NUM < 160000 && defined(__GNUC__)
 #undef PGDLLEXPORT
 #define PGDLLEXPORT __attribute__((visibility("default")))

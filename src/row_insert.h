@@ -35,6 +35,7 @@ typedef struct RowReference
 
 extern Oid	RowTableOid(const char *relname);
 extern bool RowOnlyKeyChecks(Relation rel, const char *refname, int nkeys);
+extern bool RowLockKey(const char *relname, const char *key);
 extern bool RowInsert(const char *relname, const RowColumn *columns,
 					  int ncolumns, Datum *values, bool *isnull,
 					  const RowReference *ref, ItemPointer inserted_at);

@@ -2,7 +2,8 @@
 # answers with invalid UTF-8, huge texts, odd numbers and escapes, echoed
 # secrets; Retry-After that something else tries to cut short; dot-segment
 # profile ids; request bodies in UTF-8 from LATIN1 and SQL_ASCII databases;
-# concurrent replays of one id; a replay of an error never forwarded.
+# concurrent replays of one id; a profile deleted or updated beside a
+# create; a replay of an error never forwarded.
 use strict;
 use warnings;
 use FindBin;
@@ -224,6 +225,58 @@ $b->quit;
 $c->quit;
 is($node->safe_psql('postgres', "SELECT count(*) FROM edusync.sync_errors WHERE id = '$id'"),
 	'1', 'one row');
+
+# --- a create locks its profile FOR KEY SHARE until it ends, as the
+# foreign key's check does (without a query in READ COMMITTED: row_insert.c)
+$node->safe_psql('postgres', "INSERT INTO edusync.sync_profiles (id, display_name) " .
+	"SELECT 'pk' || g, 'locked' FROM generate_series(1, 5) g");
+my $locks_waiting = "SELECT count(*) = 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+my $d = $node->background_psql('postgres', on_error_stop => 0);
+my $w = $node->background_psql('postgres', on_error_stop => 0);
+# a delete of the profile in progress: the create waits for it
+$d->query_safe("BEGIN; DELETE FROM edusync.sync_profiles WHERE id = 'pk1'");
+$w->query_until(qr/go/, "\\echo go\nSELECT edusync.create_sync_error('pk1', 'Student', 'c', 'deleted meanwhile');\n\\echo done-w\n");
+ok($node->poll_query_until('postgres', $locks_waiting),
+	'a create waits for a delete of its profile in progress');
+$d->query_safe('COMMIT');
+$w->query_until(qr/done-w/, '');
+like($w->{stderr}, qr/synchronization profile "pk1" does not exist/,
+	'the delete commits: the create is refused with 23503');
+$w->{stderr} = '';
+# the delete rolls back: the create goes ahead
+$d->query_safe("BEGIN; DELETE FROM edusync.sync_profiles WHERE id = 'pk2'");
+$w->query_until(qr/go/, "\\echo go\nSELECT edusync.create_sync_error('pk2', 'Student', 'c', 'kept meanwhile')->>'errorMessage';\n\\echo done-w\n");
+ok($node->poll_query_until('postgres', $locks_waiting),
+	'a create waits for a delete of its profile in progress (2)');
+$d->query_safe('ROLLBACK');
+like($w->query_until(qr/done-w/, ''), qr/kept meanwhile/,
+	'the delete rolls back: the create stores its error');
+# an update of the profile's other columns does not hold a create back
+$d->query_safe("BEGIN; UPDATE edusync.sync_profiles SET display_name = 'renamed' WHERE id = 'pk3'");
+like($w->query_safe("SELECT edusync.create_sync_error('pk3', 'Student', 'c', 'beside an update')->>'errorMessage'"),
+	qr/beside an update/, 'a create goes ahead beside an update of its profile\'s name');
+$d->query_safe('COMMIT');
+# a create's open transaction holds its profile: a delete waits for it,
+# forwarding off and in sync mode
+for my $mode ('off', 'sync')
+{
+	my $p = $mode eq 'off' ? 'pk4' : 'pk5';
+	$w->query_safe("BEGIN; SET LOCAL edusync.forward = '$mode'; " .
+		"SELECT edusync.create_sync_error('$p', 'Student', 'c', 'held')");
+	$d->query_until(qr/go/, "\\echo go\nDELETE FROM edusync.sync_profiles WHERE id = '$p';\n\\echo done-d\n");
+	ok($node->poll_query_until('postgres', $locks_waiting),
+		"forward $mode: a delete of the profile waits for the create's transaction");
+	$w->query_safe('ROLLBACK');
+	$d->query_until(qr/done-d/, '');
+	is($node->safe_psql('postgres', "SELECT count(*) FROM edusync.sync_profiles WHERE id = '$p'"),
+		'0', "forward $mode: the delete goes ahead once the create rolled back");
+}
+$d->quit;
+$w->quit;
+is($node->safe_psql('postgres',
+	"SELECT string_agg(profile_id || ': ' || error_message, ', ' ORDER BY profile_id) " .
+	"FROM edusync.sync_errors WHERE profile_id LIKE 'pk%'"),
+	'pk2: kept meanwhile, pk3: beside an update', 'the errors stored are the ones answered');
 
 # --- a replay in sync mode of an error created with forwarding off is sent
 my $off_id = '8c9e6679-7425-40de-944b-e07fc1f90ae8';
