@@ -73,13 +73,18 @@
 /*
  * One transfer: an easy handle kept for reuse, and what belongs to the
  * request it currently carries.  Everything request-specific lives in cxt
- * (reset when the transfer ends) or in headers (freed then).
+ * (reset when the transfer ends), the header list included.  The options
+ * every request sets alike are set once per handle (configured), not again
+ * for each request: that and the header list built without malloc took a
+ * sixth of libcurl's share of a request (callgrind).
  */
 typedef struct GraphTransfer
 {
 	CURL	   *easy;
 	MemoryContext cxt;			/* per-request allocations */
-	struct curl_slist *headers; /* malloc'd by libcurl */
+	struct curl_slist *headers; /* nodes and lines in cxt */
+	struct curl_slist *headers_tail;
+	bool		configured;		/* the shared options are set on easy */
 	StringInfoData body;		/* the answer, in cxt */
 	bool		body_overflow;	/* answer larger than GRAPH_MAX_RESPONSE */
 	bool		in_use;
@@ -370,29 +375,71 @@ GraphCheckHeaderValue(const char *name, const char *value)
 	}
 }
 
-/* Append "name: value" (or "name:" to suppress a header) to the list. */
+/*
+ * Append "name: value" (or "name:" to suppress a header) to the list, a
+ * node and its line in xfer->cxt (libcurl reads the list, never frees it).
+ */
 static void
 GraphAddHeader(GraphTransfer *xfer, const char *name, const char *value)
 {
-	struct curl_slist *list;
-	char	   *line;
+	MemoryContext oldcxt;
+	struct curl_slist *node;
 
 	if (value != NULL)
-	{
 		GraphCheckHeaderValue(name, value);
-		line = psprintf("%s: %s", name, value);
-	}
+	oldcxt = MemoryContextSwitchTo(xfer->cxt);
+	node = palloc(sizeof(struct curl_slist));
+	node->data = value != NULL ? psprintf("%s: %s", name, value) :
+		psprintf("%s:", name);
+	node->next = NULL;
+	MemoryContextSwitchTo(oldcxt);
+	if (xfer->headers == NULL)
+		xfer->headers = node;
 	else
-		line = psprintf("%s:", name);
+		xfer->headers_tail->next = node;
+	xfer->headers_tail = node;
+}
 
-	list = curl_slist_append(xfer->headers, line);
-	explicit_bzero(line, strlen(line));
-	pfree(line);
-	if (list == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	xfer->headers = list;
+/*
+ * Set on xfer's easy handle, from a clean one, the options every request
+ * sets alike: the protocols, TLS checks, no redirects, keep-alive, the
+ * callbacks and where they write.
+ */
+static void
+GraphTransferConfigure(GraphTransfer *xfer)
+{
+	CURL	   *h = xfer->easy;
+
+	curl_easy_reset(h);
+#if LIBCURL_VERSION_NUM >= 0x075500
+	GRAPH_SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	GRAPH_SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+	GRAPH_SETOPT(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+	GRAPH_SETOPT(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+	GRAPH_SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
+	GRAPH_SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	GRAPH_SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	GRAPH_SETOPT(h, CURLOPT_PATH_AS_IS, 1L);
+	GRAPH_SETOPT(h, CURLOPT_NOSIGNAL, 1L);
+
+	/* keep idle connections alive; not essential, so errors are ignored */
+	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 60L);
+	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 30L);
+
+	GRAPH_SETOPT(h, CURLOPT_POST, 1L);
+	GRAPH_SETOPT(h, CURLOPT_WRITEFUNCTION, GraphWriteBody);
+	GRAPH_SETOPT(h, CURLOPT_WRITEDATA, (void *) xfer);
+	GRAPH_SETOPT(h, CURLOPT_HEADERFUNCTION, GraphReadHeader);
+	GRAPH_SETOPT(h, CURLOPT_HEADERDATA, (void *) xfer);
+	GRAPH_SETOPT(h, CURLOPT_XFERINFOFUNCTION, GraphProgress);
+	GRAPH_SETOPT(h, CURLOPT_XFERINFODATA, (void *) xfer);
+	GRAPH_SETOPT(h, CURLOPT_NOPROGRESS, 0L);
+	GRAPH_SETOPT(h, CURLOPT_ERRORBUFFER, xfer->errbuf);
+	GRAPH_SETOPT(h, CURLOPT_PRIVATE, (void *) xfer);
+	xfer->configured = true;
 }
 
 /*
@@ -443,13 +490,11 @@ GraphTransferPrepare(GraphTransfer *xfer, const GraphRequest *req,
 		{
 			GraphAddHeader(xfer, "Authorization", value);
 		}
-		PG_CATCH();
+		PG_FINALLY();
 		{
 			explicit_bzero(value, strlen(value));
-			PG_RE_THROW();
 		}
 		PG_END_TRY();
-		explicit_bzero(value, strlen(value));
 		pfree(value);
 	}
 	if (req->client_request_id != NULL)
@@ -457,67 +502,39 @@ GraphTransferPrepare(GraphTransfer *xfer, const GraphRequest *req,
 	GraphAddHeader(xfer, "User-Agent", GRAPH_USER_AGENT);
 	GraphAddHeader(xfer, "Expect", NULL);
 
-	/* options: start from a clean handle, keeping its caches */
-	curl_easy_reset(h);
-
+	/* options: those every request shares once per handle, then its own */
+	if (!xfer->configured)
+		GraphTransferConfigure(xfer);
 	GRAPH_SETOPT(h, CURLOPT_URL, req->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-	GRAPH_SETOPT(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	GRAPH_SETOPT(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-	GRAPH_SETOPT(h, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-	GRAPH_SETOPT(h, CURLOPT_REDIR_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-	GRAPH_SETOPT(h, CURLOPT_FOLLOWLOCATION, 0L);
-	GRAPH_SETOPT(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	GRAPH_SETOPT(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	GRAPH_SETOPT(h, CURLOPT_PATH_AS_IS, 1L);
-	GRAPH_SETOPT(h, CURLOPT_NOSIGNAL, 1L);
 	GRAPH_SETOPT(h, CURLOPT_TIMEOUT_MS, timeout_ms);
 	GRAPH_SETOPT(h, CURLOPT_CONNECTTIMEOUT_MS,
 				 Min(timeout_ms, (long) GRAPH_CONNECT_TIMEOUT_MS));
-
-	/* keep idle connections alive; not essential, so errors are ignored */
-	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 60L);
-	(void) curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 30L);
-
-	GRAPH_SETOPT(h, CURLOPT_POST, 1L);
 	GRAPH_SETOPT(h, CURLOPT_POSTFIELDS, body);
 	GRAPH_SETOPT(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) body_len);
 	GRAPH_SETOPT(h, CURLOPT_HTTPHEADER, xfer->headers);
-
-	GRAPH_SETOPT(h, CURLOPT_WRITEFUNCTION, GraphWriteBody);
-	GRAPH_SETOPT(h, CURLOPT_WRITEDATA, (void *) xfer);
-	GRAPH_SETOPT(h, CURLOPT_HEADERFUNCTION, GraphReadHeader);
-	GRAPH_SETOPT(h, CURLOPT_HEADERDATA, (void *) xfer);
-	GRAPH_SETOPT(h, CURLOPT_XFERINFOFUNCTION, GraphProgress);
-	GRAPH_SETOPT(h, CURLOPT_XFERINFODATA, (void *) xfer);
-	GRAPH_SETOPT(h, CURLOPT_NOPROGRESS, 0L);
-	GRAPH_SETOPT(h, CURLOPT_ERRORBUFFER, xfer->errbuf);
-	GRAPH_SETOPT(h, CURLOPT_PRIVATE, (void *) xfer);
 }
 
 /*
- * End xfer's request: wipe and free its header list, drop its options and
- * its per-request memory.  Safe to call more than once.
+ * End xfer's request: wipe its header lines, drop the options that point
+ * into its per-request memory, then that memory.  Safe to call more than
+ * once.
  */
 static void
 GraphTransferRelease(GraphTransfer *xfer)
 {
+	struct curl_slist *l;
+
 	/* the handle must not keep pointers to what is freed below */
-	curl_easy_reset(xfer->easy);
-
-	if (xfer->headers != NULL)
+	if (curl_easy_setopt(xfer->easy, CURLOPT_HTTPHEADER, NULL) != CURLE_OK ||
+		curl_easy_setopt(xfer->easy, CURLOPT_POSTFIELDS, NULL) != CURLE_OK)
 	{
-		struct curl_slist *l;
-
-		for (l = xfer->headers; l != NULL; l = l->next)
-			if (l->data)
-				explicit_bzero(l->data, strlen(l->data));
-		curl_slist_free_all(xfer->headers);
-		xfer->headers = NULL;
+		curl_easy_reset(xfer->easy);
+		xfer->configured = false;
 	}
+	for (l = xfer->headers; l != NULL; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	xfer->headers = NULL;
+	xfer->headers_tail = NULL;
 	MemoryContextReset(xfer->cxt);
 	xfer->body.data = NULL;
 	xfer->body.len = 0;
