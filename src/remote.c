@@ -93,67 +93,73 @@ RemoteSetSecret(int which, const char *secret)
 static char *
 PrepareJson(const char *body, size_t len)
 {
-	StringInfoData out;
 	bool		utf8_db = (GetDatabaseEncoding() == PG_UTF8);
 	bool		in_string = false;
 	int			depth = 0;
+	char	   *out;
 	size_t		i = 0;
 
-	/* the copy is never longer than body: room for it at once */
-	initStringInfo(&out);
-	enlargeStringInfo(&out, (int) Min(len, (size_t) (MaxAllocSize / 2)));
+	/*
+	 * Every change below keeps the length ('?' for a byte, "\u003f" for a
+	 * six-byte escape): a copy, mended in place, costs a pass of
+	 * comparisons rather than an append per byte.
+	 */
+	if (len > MaxAllocSize - 1)
+		len = MaxAllocSize - 1;
+	out = palloc(len + 1);
+	memcpy(out, body, len);
+	out[len] = '\0';
 	while (i < len)
 	{
-		unsigned char c = (unsigned char) body[i];
+		unsigned char c = (unsigned char) out[i];
 
 		if (c >= 0x80)
 		{
-			int			l = pg_utf_mblen((const unsigned char *) &body[i]);
+			int			l = pg_utf_mblen((const unsigned char *) &out[i]);
 
-			if (i + l <= len && pg_utf8_islegal((const unsigned char *) &body[i], l))
-				appendBinaryStringInfo(&out, &body[i], l);
-			else
+			if (i + l > len || !pg_utf8_islegal((const unsigned char *) &out[i], l))
 			{
-				appendStringInfoCharMacro(&out, '?');
+				out[i] = '?';
 				l = 1;
 			}
 			i += l;
 			continue;
 		}
 		if (c == '\0')
-			c = '?';
+			out[i] = c = '?';
 		if (in_string)
 		{
 			if (c == '"')
 				in_string = false;
 			else if (c == '\\' && i + 1 < len)
 			{
-				if (!utf8_db && body[i + 1] == 'u' && i + 5 < len &&
-					strspn(&body[i + 2], "0123456789abcdefABCDEF") >= 2 &&
-					(body[i + 2] != '0' || body[i + 3] != '0' ||
-					 !(body[i + 4] >= '0' && body[i + 4] <= '7')))
+				if (!utf8_db && out[i + 1] == 'u' && i + 5 < len &&
+					strspn(&out[i + 2], "0123456789abcdefABCDEF") >= 2 &&
+					(out[i + 2] != '0' || out[i + 3] != '0' ||
+					 !(out[i + 4] >= '0' && out[i + 4] <= '7')))
 				{
 					/* \u0080 and above: not convertible everywhere */
-					appendStringInfoString(&out, "\\u003f");
+					memcpy(&out[i], "\\u003f", 6);
 					i += 6;
 					continue;
 				}
-				appendStringInfoCharMacro(&out, '\\');
-				c = (unsigned char) body[++i];
+				c = (unsigned char) out[++i];
 				if (c >= 0x80 || c == '\0')
-					c = '?';
+					out[i] = '?';
 			}
 		}
 		else if (c == '"')
 			in_string = true;
 		else if ((c == '{' || c == '[') && ++depth > REMOTE_JSON_MAX_DEPTH)
+		{
+			pfree(out);
 			return NULL;
+		}
 		else if (c == '}' || c == ']')
 			depth--;
-		appendStringInfoCharMacro(&out, (char) c);
 		i++;
 	}
-	return out.data;
+	return out;
 }
 
 /* Parser callbacks: keep track of the path, hand scalars to the visitor. */
