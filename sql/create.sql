@@ -180,3 +180,18 @@ SELECT j = (j::text)::jsonb AS same_as_parsed,
 	(SELECT count(*) FROM jsonb_object_keys(j)) AS keys
 FROM (SELECT edusync.create_sync_error(id, 'Student', 'c', 'm', NULL, 'r') AS j
 	  FROM edusync.sync_profiles ORDER BY id LIMIT 1) s;
+
+-- recordedDateTime: UTC, seconds always, a fraction only when not zero and
+-- without its trailing zeros; 2,000 instants over four centuries, each as
+-- to_char writes it (rolled back: later files count p1's errors).
+BEGIN;
+SELECT count(*) AS instants,
+	count(*) FILTER (WHERE a->>'recordedDateTime' <> regexp_replace(
+		to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '\.?0*$', '') || 'Z')
+		AS formatted_otherwise
+FROM (SELECT t, edusync.create_sync_error('p1', 'Student', 'c', 'instant',
+		recorded_date_time => t) AS a
+	  FROM (SELECT timestamptz '1801-01-01 00:00:00+00' + g * interval '73 days 1 hour 1 minute 1.000123 seconds'
+				- (g % 7) * interval '0.000123 seconds' AS t
+			FROM generate_series(1, 2000) g) i) s;
+ROLLBACK;

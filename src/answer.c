@@ -48,6 +48,18 @@ AnswerPushPair(JsonbParseState **state, const char *key, const char *value)
  * A DateTimeOffset in UTC: 2017-07-05T00:52:45Z, with a fraction of a
  * second only when it is not zero, whatever TimeZone and DateStyle say.
  */
+/* Write value as width decimal digits (zero-padded) at p; returns the end. */
+static char *
+PutDigits(char *p, int value, int width)
+{
+	for (int i = width - 1; i >= 0; i--)
+	{
+		p[i] = (char) ('0' + value % 10);
+		value /= 10;
+	}
+	return p + width;
+}
+
 char *
 FormatDateTimeOffset(TimestampTz ts)
 {
@@ -58,6 +70,35 @@ FormatDateTimeOffset(TimestampTz ts)
 	if (TIMESTAMP_NOT_FINITE(ts) ||
 		timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		elog(ERROR, "cannot format timestamp " INT64_FORMAT, (int64) ts);
+
+	/* years of four digits, every answer's: digits put, not printed */
+	if (tm.tm_year >= 1 && tm.tm_year <= 9999)
+	{
+		char	   *out = palloc(sizeof("0000-00-00T00:00:00.000000Z"));
+		char	   *p = out;
+
+		p = PutDigits(p, tm.tm_year, 4);
+		*p++ = '-';
+		p = PutDigits(p, tm.tm_mon, 2);
+		*p++ = '-';
+		p = PutDigits(p, tm.tm_mday, 2);
+		*p++ = 'T';
+		p = PutDigits(p, tm.tm_hour, 2);
+		*p++ = ':';
+		p = PutDigits(p, tm.tm_min, 2);
+		*p++ = ':';
+		p = PutDigits(p, tm.tm_sec, 2);
+		if (fsec != 0)
+		{
+			*p++ = '.';
+			p = PutDigits(p, (int) fsec, 6);
+			while (p[-1] == '0')
+				p--;
+		}
+		*p++ = 'Z';
+		*p = '\0';
+		return out;
+	}
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "%04d-%02d-%02dT%02d:%02d:%02d",
