@@ -36,6 +36,39 @@ SELECT edusync.create_sync_error('s1', 'Student', 'c', 'rls') IS NOT NULL AS cre
 COMMIT;
 ALTER TABLE edusync.sync_profiles DISABLE ROW LEVEL SECURITY;
 
+-- Partial indexes a superuser adds take the rows their predicates hold
+-- for, and only them: "column = 'constant'" read by row_insert.c, any
+-- other predicate by the executor.  Counted through each index (whose
+-- predicate the planner does not check again) and through the table.
+CREATE INDEX s_code_c ON edusync.sync_errors (id) WHERE error_code = 'pc';
+CREATE INDEX s_code_other ON edusync.sync_errors (id) WHERE error_code = 'pz';
+CREATE INDEX s_code_both ON edusync.sync_errors (id)
+	WHERE error_code = 'pc' AND entry_type = 'Teacher';
+CREATE INDEX s_long ON edusync.sync_errors (id) WHERE length(error_message) > 4;
+SET client_min_messages = debug2;
+SELECT count(edusync.create_sync_error('s1', e, c, m))
+FROM (VALUES ('Student', 'pc', 'p1'), ('Teacher', 'pc', 'p2'), ('Teacher', 'pz', 'p3 long')) v(e, c, m);
+RESET client_min_messages;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) AS code_c FROM edusync.sync_errors WHERE error_code = 'pc';
+SELECT count(*) AS code_other FROM edusync.sync_errors WHERE error_code = 'pz';
+SELECT count(*) AS code_both FROM edusync.sync_errors WHERE error_code = 'pc' AND entry_type = 'Teacher';
+SELECT count(*) AS long FROM edusync.sync_errors WHERE length(error_message) > 4;
+EXPLAIN (COSTS OFF) SELECT count(*) FROM edusync.sync_errors WHERE error_code = 'pc';
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SET enable_indexscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) FILTER (WHERE error_code = 'pc') AS code_c,
+	count(*) FILTER (WHERE error_code = 'pz') AS code_other,
+	count(*) FILTER (WHERE error_code = 'pc' AND entry_type = 'Teacher') AS code_both,
+	count(*) FILTER (WHERE length(error_message) > 4) AS long
+FROM edusync.sync_errors;
+RESET enable_indexscan;
+RESET enable_bitmapscan;
+DROP INDEX edusync.s_code_c, edusync.s_code_other, edusync.s_code_both, edusync.s_long;
+
 -- A read-only transaction stores nothing, refused as the INSERT statement
 -- is (25006).
 BEGIN TRANSACTION READ ONLY;

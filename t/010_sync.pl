@@ -489,6 +489,16 @@ my ($ret, $o, $e) = $node->psql('postgres', "SET edusync.graph_url = 'https://ev
 	extra_params => [ '-U', 'plain' ]);
 like($e, qr/permission denied/, 'a non-superuser cannot change graph_url');
 
+# --- the indexes hold what the rows stored without statements belong in:
+# the rows so far, and the delivered rows of sync creates still in their
+# transaction
+indexes_agree($node, 'sync');
+$graph->reset;
+indexes_agree($node, 'sync, in the transaction', q{
+	SET LOCAL edusync.forward = 'sync';
+	SELECT count(edusync.create_sync_error('p1', 'Student', 'c', 'indexed ' || g))
+	FROM generate_series(1, 3) g;});
+
 log_keeps_secrets($node, 'static token' => $STATIC_TOKEN, 'client secret' => $CLIENT_SECRET);
 
 $graph->stop;

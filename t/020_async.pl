@@ -321,6 +321,15 @@ $node->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 ok(wait_query("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'edusync delivery worker'
 		AND pid <> $pid", '1', 20), 'a terminated worker is restarted');
 
+# --- the indexes hold what the rows stored without statements belong in:
+# the delivered and failed rows so far, and queued rows still in their
+# transaction (pending; no worker sees them yet)
+indexes_agree($node, 'async');
+indexes_agree($node, 'async, in the transaction', q{
+	SET LOCAL edusync.forward = 'async';
+	SELECT count(edusync.create_sync_error('p1', 'Student', 'c', 'indexed ' || g))
+	FROM generate_series(1, 3) g;});
+
 log_keeps_secrets($node, 'static token' => $TOKEN, 'client secret' => $CLIENT_SECRET);
 $graph->stop;
 done_testing();

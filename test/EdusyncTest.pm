@@ -12,7 +12,7 @@ use Test::More;
 use List::Util qw(max);
 
 our @EXPORT = qw(edusync_node credentials_conf queue_errors count_status settle
-  worker_pid log_keeps_secrets);
+  worker_pid log_keeps_secrets indexes_agree);
 
 # A started cluster named $name with edusync preloaded, edusync.graph_url
 # at $graph, $conf appended to postgresql.conf, the extension created and
@@ -89,6 +89,48 @@ sub settle
 		WHERE e.error_message LIKE '$tag %' AND d.status = 'pending'});
 	diag("$tag: " . (count_status($node, $tag, 'pending') // 'unknown') . ' still pending');
 	return 0;
+}
+
+# Do the indexes of sync_errors and deliveries hold every row they should
+# (amcheck, heapallindexed), and do the partial indexes on deliveries'
+# status hold no row they should not (a count through the index, whose
+# predicate the planner then does not check again, equals a count of the
+# table)?  Rows go into them without statements (row_insert.c).  $setup:
+# SQL run first in the same transaction (rolled back after the checks), so
+# that rows no worker may see yet can be checked too.
+sub indexes_agree
+{
+	my ($node, $name, $setup) = @_;
+	my $sql = "CREATE EXTENSION IF NOT EXISTS amcheck;\nBEGIN;\n" . ($setup // '') . "\n" .
+	  q{SELECT 'amcheck ' || count(bt_index_check(i.indexrelid, true))
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+		WHERE c.relnamespace = 'edusync'::regnamespace
+		  AND c.relname IN ('sync_errors', 'deliveries');} . "\n";
+	for my $status ('pending', 'delivered', 'failed')
+	{
+		my $q = "SELECT '$status %s ' || count(*) FROM edusync.deliveries WHERE status = '$status';\n";
+		$sql .= "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off;\n" .
+		  "EXPLAIN (COSTS OFF) " . sprintf($q, 'plan') . sprintf($q, 'index') .
+		  "SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;\n" .
+		  "SET LOCAL enable_indexonlyscan = off;\n" . sprintf($q, 'table') .
+		  "RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_indexscan;\n" .
+		  "RESET enable_indexonlyscan;\n";
+	}
+	$sql .= "ROLLBACK;\n";
+	my ($ret, $out, $err) = $node->psql('postgres', $sql, on_error_stop => 1);
+	like($out, qr/^amcheck \d+$/m, "$name: every row is in the indexes it belongs in")
+	  or diag($err);
+	my @through = $out =~ /(Index (?:Only )?Scan using deliveries_\w+_idx)/g;
+	is(scalar(@through), 3, "$name: each status is counted through a partial index");
+	for my $status ('pending', 'delivered', 'failed')
+	{
+		my ($by_index) = $out =~ /^$status index (\d+)$/m;
+		my ($by_table) = $out =~ /^$status table (\d+)$/m;
+		ok(defined $by_index && defined $by_table && $by_index == $by_table,
+			"$name: the partial index holds the $status rows, and only them ("
+			  . ($by_index // '?') . ' vs ' . ($by_table // '?') . ')');
+	}
+	return $out;
 }
 
 # The delivery worker's pid, once it runs; undef if it does not come up.
