@@ -103,6 +103,7 @@ INSERT INTO edusync.sync_profiles (id, display_name) VALUES ('p1', 'again');
 SELECT edusync.create_sync_error('p1', '{"id": "bcc5f51b-f51b-bcc5-1bf5-c5bc1bf5c5bc",
 	"entryType": "Student", "errorCode": "c", "errorMessage": "after re-create",
 	"recordedDateTime": "2017-07-05T00:52:45Z"}');
+SELECT edusync.create_sync_error('p1', 'Student', 'c', 'a new id after re-create')->>'errorMessage';
 SELECT count(*) FROM edusync.sync_errors;
 SELECT edusync.list_sync_errors('p1')->'value'->0->>'errorMessage';
 -- the schema and its contents are not relocatable, and are PUBLIC-free
