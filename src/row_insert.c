@@ -34,8 +34,8 @@
  *	  this one commits: the check is then known to pass and is not queued.
  *	  Deleting it later in this transaction cascades as ever (the action is
  *	  the referenced table's trigger).  The same holds for a row the caller
- *	  has just locked FOR KEY SHARE by the new row's key (the sync early
- *	  send's profile, store.c's StoreWillTake): the check's query would
+ *	  has just locked FOR KEY SHARE by the new row's key (a new error's
+ *	  profile, store.c): the check's query would
  *	  find it, as no other transaction can delete it or change its key
  *	  until this one ends, and take the lock this transaction holds.
  *
@@ -44,6 +44,11 @@
  *	  method's own call, where the query would have found and locked the
  *	  same row (READ COMMITTED, no concurrent update of it).  Anything else
  *	  it leaves to the query.
+ *
+ *	  A partial index's predicate is compiled by the executor for the
+ *	  insert it serves: for one row, every time.  Where it is only "text
+ *	  column = 'constant'" clauses, RowInsert reads it on the row instead
+ *	  (SkipPartialIndexes).
  *
  *-------------------------------------------------------------------------
  */
