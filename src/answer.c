@@ -44,10 +44,6 @@ AnswerPushPair(JsonbParseState **state, const char *key, const char *value)
 	pushJsonbValue(state, WJB_VALUE, &v);
 }
 
-/*
- * A DateTimeOffset in UTC: 2017-07-05T00:52:45Z, with a fraction of a
- * second only when it is not zero, whatever TimeZone and DateStyle say.
- */
 /* Write value as width decimal digits (zero-padded) at p; returns the end. */
 static char *
 PutDigits(char *p, int value, int width)
@@ -60,62 +56,50 @@ PutDigits(char *p, int value, int width)
 	return p + width;
 }
 
+/*
+ * A DateTimeOffset in UTC: 2017-07-05T00:52:45Z, with a fraction of a
+ * second only when it is not zero, whatever TimeZone and DateStyle say.
+ * Digits are put, not printed (printf was 2,500 instructions of an answer),
+ * but for a year outside 0-9999, which printf's "%04d" writes.
+ */
 char *
 FormatDateTimeOffset(TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
-	StringInfoData buf;
+	char	   *out;
+	char	   *p;
 
 	if (TIMESTAMP_NOT_FINITE(ts) ||
 		timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		elog(ERROR, "cannot format timestamp " INT64_FORMAT, (int64) ts);
 
-	/* years of four digits, every answer's: digits put, not printed */
-	if (tm.tm_year >= 1 && tm.tm_year <= 9999)
-	{
-		char	   *out = palloc(sizeof("0000-00-00T00:00:00.000000Z"));
-		char	   *p = out;
-
-		p = PutDigits(p, tm.tm_year, 4);
-		*p++ = '-';
-		p = PutDigits(p, tm.tm_mon, 2);
-		*p++ = '-';
-		p = PutDigits(p, tm.tm_mday, 2);
-		*p++ = 'T';
-		p = PutDigits(p, tm.tm_hour, 2);
-		*p++ = ':';
-		p = PutDigits(p, tm.tm_min, 2);
-		*p++ = ':';
-		p = PutDigits(p, tm.tm_sec, 2);
-		if (fsec != 0)
-		{
-			*p++ = '.';
-			p = PutDigits(p, (int) fsec, 6);
-			while (p[-1] == '0')
-				p--;
-		}
-		*p++ = 'Z';
-		*p = '\0';
-		return out;
-	}
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "%04d-%02d-%02dT%02d:%02d:%02d",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday,
-					 tm.tm_hour, tm.tm_min, tm.tm_sec);
+	/* room for a year of up to 11 characters (an int) */
+	out = palloc(sizeof("-0000000000-00-00T00:00:00.000000Z"));
+	if (tm.tm_year >= 0 && tm.tm_year <= 9999)
+		p = PutDigits(out, tm.tm_year, 4);
+	else
+		p = out + sprintf(out, "%04d", tm.tm_year);
+	*p++ = '-';
+	p = PutDigits(p, tm.tm_mon, 2);
+	*p++ = '-';
+	p = PutDigits(p, tm.tm_mday, 2);
+	*p++ = 'T';
+	p = PutDigits(p, tm.tm_hour, 2);
+	*p++ = ':';
+	p = PutDigits(p, tm.tm_min, 2);
+	*p++ = ':';
+	p = PutDigits(p, tm.tm_sec, 2);
 	if (fsec != 0)
 	{
-		char		frac[8];
-		int			len;
-
-		snprintf(frac, sizeof(frac), "%06d", (int) fsec);
-		for (len = 6; frac[len - 1] == '0'; len--)
-			;
-		appendStringInfo(&buf, ".%.*s", len, frac);
+		*p++ = '.';
+		p = PutDigits(p, (int) fsec, 6);
+		while (p[-1] == '0')
+			p--;
 	}
-	appendStringInfoChar(&buf, 'Z');
-	return buf.data;
+	*p++ = 'Z';
+	*p = '\0';
+	return out;
 }
 
 /* A GUID as Graph writes it: lowercase 8-4-4-4-12. */

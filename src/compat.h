@@ -85,11 +85,6 @@
 	ExecInitRangeTable((estate), list_make1(rte))
 #endif
 
-/*
- * Symbols the server looks up (entry points, the magic block) are exported
- * and nothing else: the library is built with -fvisibility=hidden.  16 and
- * later mark PGDLLEXPORT so themselves; before 16 it is empty on ELF.
- */
 /* index_beginscan takes instrumentation, and the primary key a flag, in 18 */
 #if PG_VERSION_NUM >= 180000
 #define EdusyncIndexBeginscan(heap, index, snapshot, nkeys) \
@@ -101,6 +96,11 @@
 #define EdusyncPrimaryKeyIndex(rel)	RelationGetPrimaryKeyIndex(rel)
 #endif
 
+/*
+ * Symbols the server looks up (entry points, the magic block) are exported
+ * and nothing else: the library is built with -fvisibility=hidden.  16 and
+ * later mark PGDLLEXPORT so themselves; before 16 it is empty on ELF.
+ */
 #if PG_VERSION_NUM < 160000 && defined(__GNUC__)
 #undef PGDLLEXPORT
 #define PGDLLEXPORT __attribute__((visibility("default")))

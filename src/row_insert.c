@@ -35,9 +35,9 @@
  *	  Deleting it later in this transaction cascades as ever (the action is
  *	  the referenced table's trigger).  The same holds for a row the caller
  *	  has just locked FOR KEY SHARE by the new row's key (a new error's
- *	  profile, store.c): the check's query would
- *	  find it, as no other transaction can delete it or change its key
- *	  until this one ends, and take the lock this transaction holds.
+ *	  profile, store.c): the check's query would find it, as no other
+ *	  transaction can delete it or change its key until this one ends, and
+ *	  take the lock this transaction holds.
  *
  *	  That lock need not be a query either: RowLockKey finds the row by its
  *	  primary key's index and locks it FOR KEY SHARE with the table access

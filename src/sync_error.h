@@ -37,7 +37,8 @@ typedef struct EdusyncError
 	ItemPointerData stored_at;	/* where this call inserted the row, when it
 								 * did so by RowInsert; else invalid */
 	bool		profile_locked; /* this call locked the profile FOR KEY
-								 * SHARE (StoreWillTake) */
+								 * SHARE (StoreWillTake, or store.c's
+								 * InsertNewRow by RowLockKey) */
 } EdusyncError;
 
 #endif							/* EDUSYNC_SYNC_ERROR_H */
