@@ -85,6 +85,24 @@
 	ExecInitRangeTable((estate), list_make1(rte))
 #endif
 
+/*
+ * Index entries for a row's new version after table_tuple_update
+ * (row_insert.c): 16 tells which indexes need them (TU_UpdateIndexes:
+ * none, all, or only the summarizing ones), 15 whether all do.
+ */
+#if PG_VERSION_NUM >= 160000
+#define EdusyncUpdateIndexes TU_UpdateIndexes
+#define EdusyncUpdateIndexTuples(rri, slot, estate, how) \
+	((how) == TU_None ? NIL : \
+	 ExecInsertIndexTuples((rri), (slot), (estate), true, false, NULL, NIL, \
+						   (how) == TU_Summarizing))
+#else
+#define EdusyncUpdateIndexes bool
+#define EdusyncUpdateIndexTuples(rri, slot, estate, how) \
+	(!(how) ? NIL : \
+	 ExecInsertIndexTuples((rri), (slot), (estate), true, false, NULL, NIL))
+#endif
+
 /* index_beginscan takes instrumentation, and the primary key a flag, in 18 */
 #if PG_VERSION_NUM >= 180000
 #define EdusyncIndexBeginscan(heap, index, snapshot, nkeys) \

@@ -19,11 +19,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
+#include "common/int.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/fmgrprotos.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -361,9 +364,119 @@ OutboxClaimDue(int limit, Datum *exclude, int nexclude, TimestampTz from,
 	return n;
 }
 
+/* The columns of deliveries a verdict reads and writes (RecordByTid) */
+static const RowColumn verdict_columns[] = {
+	{"profile_id", TEXTOID},
+	{"error_id", UUIDOID},
+	{"status", TEXTOID},
+	{"attempts", INT4OID},
+	{"last_attempt_at", TIMESTAMPTZOID},
+	{"last_status", INT4OID},
+	{"last_error", TEXTOID},
+	{"remote_id", TEXTOID},
+	{"delivered_at", TIMESTAMPTZOID},
+	{"next_attempt_at", TIMESTAMPTZOID},
+};
+enum
+{
+	VC_PROFILE, VC_ERROR, VC_STATUS, VC_ATTEMPTS, VC_LAST_ATTEMPT_AT,
+	VC_LAST_STATUS, VC_LAST_ERROR, VC_REMOTE_ID, VC_DELIVERED_AT,
+	VC_NEXT_ATTEMPT_AT, VC_COUNT
+};
+
+/* A text Datum, or NULL for no string. */
+static inline Datum
+OptionalText(const char *s, bool *isnull)
+{
+	*isnull = (s == NULL);
+	return s == NULL ? (Datum) 0 : CStringGetTextDatum(s);
+}
+
+/* texteq, as the statement's pg_catalog.texteq calls it */
+static inline bool
+TextEqual(Datum a, Datum b)
+{
+	return DatumGetBool(DirectFunctionCall2Coll(texteq, DEFAULT_COLLATION_OID,
+												a, b));
+}
+
+/*
+ * RECORD_SQL's work done row by row without the statement (row_insert.c's
+ * RowUpdate): each row fetched where the claim read it, checked against
+ * its key and status, and given the same new values.  False when the
+ * statement must do it (RowUpdateBegin says when); *delivered: how many
+ * rows became delivered.
+ */
+static bool
+RecordByTid(int n, const char *const *profile_ids,
+			const pg_uuid_t *error_ids, const ItemPointerData *tids,
+			const Verdict *verdicts, int64 *delivered)
+{
+	RowUpdate  *u = RowUpdateBegin("deliveries", verdict_columns, VC_COUNT);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	Datum		pending = CStringGetTextDatum("pending");
+
+	StaticAssertStmt(lengthof(verdict_columns) == VC_COUNT,
+					 "one name for each verdict column");
+	*delivered = 0;
+	if (u == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		const Verdict *v = &verdicts[i];
+		Datum		values[VC_COUNT];
+		bool		isnull[VC_COUNT];
+		int32		attempts;
+
+		if (v->status == NULL ||
+			!RowUpdateFetch(u, (ItemPointer) &tids[i], values, isnull))
+			continue;
+		if (isnull[VC_PROFILE] || isnull[VC_ERROR] || isnull[VC_STATUS] ||
+			isnull[VC_ATTEMPTS] ||
+			!TextEqual(values[VC_PROFILE], CStringGetTextDatum(profile_ids[i])) ||
+			memcmp(DatumGetUUIDP(values[VC_ERROR]), &error_ids[i],
+				   sizeof(pg_uuid_t)) != 0 ||
+			!TextEqual(values[VC_STATUS], pending))
+			continue;
+
+		if (pg_add_s32_overflow(DatumGetInt32(values[VC_ATTEMPTS]), 1, &attempts))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("integer out of range")));
+		values[VC_STATUS] = CStringGetTextDatum(v->status);
+		values[VC_ATTEMPTS] = Int32GetDatum(attempts);
+		values[VC_LAST_ATTEMPT_AT] = TimestampTzGetDatum(now);
+		isnull[VC_LAST_ATTEMPT_AT] = false;
+		values[VC_LAST_STATUS] = Int32GetDatum((int32) v->last_status);
+		isnull[VC_LAST_STATUS] = !(v->last_status > 0);
+		values[VC_LAST_ERROR] = OptionalText(v->last_error, &isnull[VC_LAST_ERROR]);
+		values[VC_REMOTE_ID] = OptionalText(v->remote_id, &isnull[VC_REMOTE_ID]);
+		values[VC_DELIVERED_AT] = TimestampTzGetDatum(now);
+		isnull[VC_DELIVERED_AT] = strcmp(v->status, "delivered") != 0;
+		values[VC_NEXT_ATTEMPT_AT] = (Datum) 0;
+		isnull[VC_NEXT_ATTEMPT_AT] = strcmp(v->status, "pending") != 0;
+		if (!isnull[VC_NEXT_ATTEMPT_AT])
+		{
+			Interval	delay;
+
+			/* make_interval(secs => ms / 1000), as the statement says */
+			memset(&delay, 0, sizeof(delay));
+			delay.time = (int64) v->delay_ms * 1000;
+			values[VC_NEXT_ATTEMPT_AT] =
+				DirectFunctionCall2(timestamptz_pl_interval,
+									TimestampTzGetDatum(now),
+									IntervalPGetDatum(&delay));
+		}
+		if (RowUpdateStore(u, values, isnull) && !isnull[VC_DELIVERED_AT])
+			(*delivered)++;
+	}
+	RowUpdateEnd(u);
+	return true;
+}
+
 /*
  * Record the verdicts on n deliveries, in the caller's transaction, with
- * one statement.  Each row is found where the claim read it (tids[], a TID
+ * one statement (or without one: RecordByTid).  Each row is found where the claim read it (tids[], a TID
  * scan) and checked against its primary key and status, so that the work
  * is bounded by n whatever the table's size or statistics: the checks are
  * written as function calls, so that no index (the primary key for a full
@@ -386,7 +499,13 @@ OutboxRecordVerdicts(int n, const char *const *profile_ids,
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			m = 0;
+	int64		delivered = 0;
 
+	if (RecordByTid(n, profile_ids, error_ids, tids, verdicts, &delivered))
+	{
+		RecentNoteDelivered(delivered);
+		return;
+	}
 	for (int c = 0; c < 8; c++)
 	{
 		cols[c] = palloc(sizeof(Datum) * Max(n, 1));
@@ -420,19 +539,15 @@ OutboxRecordVerdicts(int n, const char *const *profile_ids,
 	PrepareSavedPlan(&plan, RECORD_SQL, 8, types, CURSOR_OPT_GENERIC_PLAN);
 	RunSavedPlan(&plan, RECORD_SQL, 8, types, values, nulls, false, 0);
 	/* the rows that became delivered, for delivered_last_hour (recent.c) */
+	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		int64		delivered = 0;
+		bool		isnull;
 
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		isnull;
-
-			if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
-										   SPI_tuptable->tupdesc, 1, &isnull)))
-				delivered++;
-		}
-		RecentNoteDelivered(delivered);
+		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+									   SPI_tuptable->tupdesc, 1, &isnull)))
+			delivered++;
 	}
+	RecentNoteDelivered(delivered);
 	SPI_finish();
 }
 

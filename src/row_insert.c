@@ -69,6 +69,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_relation.h"
+#include "storage/bufmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -495,4 +496,244 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 		 ", its foreign key held by this call's lock on the row it references" :
 		 ", its foreign key held by this transaction's own row");
 	return true;
+}
+
+/*
+ * Updates of rows found where a caller read them (RowUpdateBegin, then
+ * RowUpdateFetch and RowUpdateStore for each row, RowUpdateEnd), through
+ * the table access method's update and the executor's index insertion, as
+ * ExecSimpleRelationUpdate does, instead of an UPDATE statement joined to
+ * arrays of values.
+ *
+ * An UPDATE ... FROM ROWS FROM (unnest(...)) WHERE ctid = ... pays, for
+ * each row, for a tuplestore of its values, a nested loop, a TID scan
+ * started again (the relation's size read from the kernel each time),
+ * and its qualifications and projection.  What the row itself costs (the
+ * new version, its index entries, its foreign key's trigger) is the same
+ * either way.
+ *
+ * RowUpdateStore does not wait for another version: a row updated or
+ * deleted by another transaction since it was fetched (its update waits
+ * for that transaction to end first) is left alone, as the statement's
+ * recheck of "ctid = its TID" on the newer version would leave it.
+ */
+struct RowUpdate
+{
+	Relation	rel;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot *oldslot;
+	TupleTableSlot *newslot;
+	Snapshot	snapshot;
+	BlockNumber nblocks;		/* of rel, when the updates began */
+	int			ncolumns;
+	AttrNumber	attnums[ROW_UPDATE_MAX_COLUMNS];
+	ItemPointerData tid;		/* of the row fetched last */
+	bool		fetched;
+	int			updated;
+};
+
+/*
+ * Does rel take an update of columns as an UPDATE statement setting them
+ * would take it, and are they all there?  (Sets attnums.)  No rules, row
+ * security, generated columns, statement triggers, transition tables or
+ * row triggers on update but foreign keys' checks, which RowUpdateStore
+ * queues as the statement does.
+ */
+static bool
+RowUpdatable(Relation rel, const RowColumn *columns, int ncolumns,
+			 AttrNumber *attnums)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	TriggerDesc *trig = rel->trigdesc;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION ||
+		rel->rd_rules != NULL || rel->rd_rel->relrowsecurity ||
+		ncolumns > ROW_UPDATE_MAX_COLUMNS ||
+		(desc->constr != NULL && desc->constr->has_generated_stored))
+		return false;
+	for (int i = 0; trig != NULL && i < trig->numtriggers; i++)
+	{
+		Trigger    *t = &trig->triggers[i];
+
+		if (TRIGGER_FOR_UPDATE(t->tgtype) &&
+			(!TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_AFTER(t->tgtype) ||
+			 t->tgfoid != F_RI_FKEY_CHECK_UPD))
+			return false;
+	}
+	for (int i = 0; i < ncolumns; i++)
+	{
+		AttrNumber	attnum = InvalidAttrNumber;
+
+		for (int a = 0; a < desc->natts; a++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+
+			if (!att->attisdropped &&
+				strcmp(NameStr(att->attname), columns[i].name) == 0 &&
+				(att->atttypid == columns[i].type ||
+				 getBaseType(att->atttypid) == columns[i].type))
+				attnum = att->attnum;
+		}
+		if (attnum == InvalidAttrNumber)
+			return false;
+		attnums[i] = attnum;
+	}
+	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
+							 ACL_SELECT | ACL_UPDATE) == ACLCHECK_OK;
+}
+
+/*
+ * Begin updating rows of edusync.relname, columns (a subset of its own)
+ * read and written in that order; NULL when an UPDATE statement must do it
+ * (see RowUpdatable; a read-only transaction).  The updates see what was
+ * committed before they began, as a statement started now would.
+ */
+RowUpdate *
+RowUpdateBegin(const char *relname, const RowColumn *columns, int ncolumns)
+{
+	Oid			relid = RowTableOid(relname);
+	Relation	rel;
+	RowUpdate  *u;
+	RangeTblEntry *rte;
+
+	if (!OidIsValid(relid) || XactReadOnly)
+		return NULL;
+	rel = table_open(relid, RowExclusiveLock);
+	u = palloc0(sizeof(RowUpdate));
+	if (!RowUpdatable(rel, columns, ncolumns, u->attnums))
+	{
+		table_close(rel, NoLock);
+		pfree(u);
+		return NULL;
+	}
+	u->rel = rel;
+	u->ncolumns = ncolumns;
+
+	/* a snapshot of its own, as a statement run by SPI would take */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	u->snapshot = GetActiveSnapshot();
+	u->nblocks = RelationGetNumberOfBlocks(rel);
+
+	u->estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = relid;
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	EdusyncInitRangeTable(u->estate, rte);
+	u->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(u->rri, rel, 1, NULL, 0);
+	u->estate->es_opened_result_relations =
+		lappend(u->estate->es_opened_result_relations, u->rri);
+	u->estate->es_output_cid = GetCurrentCommandId(true);
+	u->estate->es_snapshot = u->snapshot;
+	ExecOpenIndices(u->rri, false);
+	u->oldslot = table_slot_create(rel, &u->estate->es_tupleTable);
+	u->newslot = ExecInitExtraTupleSlot(u->estate, RelationGetDescr(rel),
+										&TTSOpsVirtual);
+	AfterTriggerBeginQuery();
+	return u;
+}
+
+/*
+ * Fetch the row at tid, if it is there to this update's snapshot, into
+ * values/isnull (the columns RowUpdateBegin was given, in that order);
+ * false when it is not (deleted, updated, or never there).
+ */
+bool
+RowUpdateFetch(RowUpdate *u, ItemPointer tid, Datum *values, bool *isnull)
+{
+	u->fetched = false;
+	ExecClearTuple(u->oldslot);
+	/* a TID past the end (a TRUNCATE, a VACUUM FULL since): no row */
+	if (!ItemPointerIsValid(tid) ||
+		ItemPointerGetBlockNumberNoCheck(tid) >= u->nblocks ||
+		!table_tuple_fetch_row_version(u->rel, tid, u->snapshot, u->oldslot))
+		return false;
+	slot_getallattrs(u->oldslot);
+	for (int i = 0; i < u->ncolumns; i++)
+	{
+		values[i] = u->oldslot->tts_values[u->attnums[i] - 1];
+		isnull[i] = u->oldslot->tts_isnull[u->attnums[i] - 1];
+	}
+	ItemPointerCopy(tid, &u->tid);
+	u->fetched = true;
+	return true;
+}
+
+/*
+ * Replace the row RowUpdateFetch fetched with one holding values/isnull in
+ * its columns (the others as they were): its constraints checked, its
+ * index entries inserted where the new version needs them, its foreign
+ * key's trigger queued.  False when another transaction updated or
+ * deleted the row since it was fetched: nothing is changed then.
+ */
+bool
+RowUpdateStore(RowUpdate *u, const Datum *values, const bool *isnull)
+{
+	TupleTableSlot *slot = u->newslot;
+	int			natts = RelationGetDescr(u->rel)->natts;
+	TM_FailureData tmfd;
+	LockTupleMode lockmode;
+	EdusyncUpdateIndexes update_indexes;
+	TM_Result	result;
+	List	   *recheck;
+
+	Assert(u->fetched);
+	u->fetched = false;
+	ResetPerTupleExprContext(u->estate);
+	ExecClearTuple(slot);
+	memcpy(slot->tts_values, u->oldslot->tts_values, natts * sizeof(Datum));
+	memcpy(slot->tts_isnull, u->oldslot->tts_isnull, natts * sizeof(bool));
+	for (int i = 0; i < u->ncolumns; i++)
+	{
+		slot->tts_values[u->attnums[i] - 1] = values[i];
+		slot->tts_isnull[u->attnums[i] - 1] = isnull[i];
+	}
+	ExecStoreVirtualTuple(slot);
+	if (u->rel->rd_att->constr != NULL)
+		ExecConstraints(u->rri, slot, u->estate);
+
+	result = table_tuple_update(u->rel, &u->tid, slot,
+								u->estate->es_output_cid, u->snapshot,
+								InvalidSnapshot, true, &tmfd, &lockmode,
+								&update_indexes);
+	switch (result)
+	{
+		case TM_Ok:
+			break;
+		case TM_Updated:
+		case TM_Deleted:
+		case TM_SelfModified:
+			return false;
+		default:
+			elog(ERROR, "unexpected table_tuple_update status: %u", result);
+	}
+	recheck = EdusyncUpdateIndexTuples(u->rri, slot, u->estate, update_indexes);
+	if (u->rri->ri_TrigDesc != NULL && u->rri->ri_TrigDesc->trig_update_after_row)
+		ExecARUpdateTriggers(u->estate, u->rri, NULL, NULL, &u->tid, NULL,
+							 slot, recheck, NULL, false);
+	list_free(recheck);
+	u->updated++;
+	return true;
+}
+
+/* End what RowUpdateBegin began: the foreign keys' checks run now. */
+void
+RowUpdateEnd(RowUpdate *u)
+{
+	AfterTriggerEndQuery(u->estate);
+	elog(DEBUG2, "updated %d row%s of edusync.%s without a statement",
+		 u->updated, u->updated == 1 ? "" : "s",
+		 RelationGetRelationName(u->rel));
+	ExecCloseIndices(u->rri);
+	ExecResetTupleTable(u->estate->es_tupleTable, false);
+	FreeExecutorState(u->estate);
+	table_close(u->rel, NoLock);
+	PopActiveSnapshot();
+	/* what follows sees the rows, as after a statement run by SPI */
+	CommandCounterIncrement();
+	pfree(u);
 }

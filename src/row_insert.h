@@ -2,7 +2,8 @@
  *
  * row_insert.h
  *	  Insert one row into one of the extension's tables through the
- *	  executor's single-row insert, without a statement.
+ *	  executor's single-row insert, and update rows found by TID, without
+ *	  a statement.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,5 +40,17 @@ extern bool RowLockKey(const char *relname, const char *key);
 extern bool RowInsert(const char *relname, const RowColumn *columns,
 					  int ncolumns, Datum *values, bool *isnull,
 					  const RowReference *ref, ItemPointer inserted_at);
+
+/* Updates of rows by TID, without a statement (RowUpdateBegin) */
+#define ROW_UPDATE_MAX_COLUMNS	16
+typedef struct RowUpdate RowUpdate;
+
+extern RowUpdate *RowUpdateBegin(const char *relname,
+								 const RowColumn *columns, int ncolumns);
+extern bool RowUpdateFetch(RowUpdate *u, ItemPointer tid, Datum *values,
+						   bool *isnull);
+extern bool RowUpdateStore(RowUpdate *u, const Datum *values,
+						   const bool *isnull);
+extern void RowUpdateEnd(RowUpdate *u);
 
 #endif							/* EDUSYNC_ROW_INSERT_H */
