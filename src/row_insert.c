@@ -4,7 +4,7 @@
  *	  Insert one row into one of the extension's tables through the
  *	  executor's single-row insert, ExecSimpleRelationInsert (what logical
  *	  replication applies rows with), instead of an INSERT statement run by
- *	  SPI.
+ *	  SPI; and update rows found by TID the same way (RowUpdate).
  *
  *	  A one-row INSERT from a saved plan pays, every run, for what a plan
  *	  is: SPI's snapshot and command bookkeeping, and an executor started
@@ -49,6 +49,10 @@
  *	  insert it serves: for one row, every time.  Where it is only "text
  *	  column = 'constant'" clauses, RowInsert reads it on the row instead
  *	  (SkipPartialIndexes).
+ *
+ *	  The worker's verdicts update rows it read by TID; RowUpdate does that
+ *	  row by row as ExecSimpleRelationUpdate does, without the UPDATE
+ *	  statement joined to arrays that cost a TID scan per row (see below).
  *
  *-------------------------------------------------------------------------
  */
