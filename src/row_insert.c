@@ -583,8 +583,11 @@ RowUpdatable(Relation rel, const RowColumn *columns, int ncolumns,
 			return false;
 		attnums[i] = attnum;
 	}
+	/* (one privilege a call: several bits pass when any one is held) */
 	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
-							 ACL_SELECT | ACL_UPDATE) == ACLCHECK_OK;
+							 ACL_SELECT) == ACLCHECK_OK &&
+		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
+						  ACL_UPDATE) == ACLCHECK_OK;
 }
 
 /*
