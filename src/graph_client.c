@@ -382,17 +382,28 @@ GraphCheckHeaderValue(const char *name, const char *value)
 static void
 GraphAddHeader(GraphTransfer *xfer, const char *name, const char *value)
 {
-	MemoryContext oldcxt;
 	struct curl_slist *node;
+	size_t		namelen = strlen(name);
+	size_t		valuelen = value != NULL ? strlen(value) : 0;
+	char	   *line;
 
 	if (value != NULL)
 		GraphCheckHeaderValue(name, value);
-	oldcxt = MemoryContextSwitchTo(xfer->cxt);
-	node = palloc(sizeof(struct curl_slist));
-	node->data = value != NULL ? psprintf("%s: %s", name, value) :
-		psprintf("%s:", name);
+	/* (copied, not formatted: a bearer token can be 2 kB, every request) */
+	node = MemoryContextAlloc(xfer->cxt, sizeof(struct curl_slist));
+	line = MemoryContextAlloc(xfer->cxt, namelen + valuelen + 3);
+	memcpy(line, name, namelen);
+	line[namelen] = ':';
+	if (value != NULL)
+	{
+		line[namelen + 1] = ' ';
+		memcpy(line + namelen + 2, value, valuelen);
+		line[namelen + 2 + valuelen] = '\0';
+	}
+	else
+		line[namelen + 1] = '\0';
+	node->data = line;
 	node->next = NULL;
-	MemoryContextSwitchTo(oldcxt);
 	if (xfer->headers == NULL)
 		xfer->headers = node;
 	else
