@@ -26,7 +26,6 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/array.h"
-#include "utils/fmgrprotos.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/timestamp.h"
@@ -475,14 +474,16 @@ RecordByTid(int n, const char *const *profile_ids,
 }
 
 /*
- * Record the verdicts on n deliveries, in the caller's transaction, with
- * one statement (or without one: RecordByTid).  Each row is found where the claim read it (tids[], a TID
- * scan) and checked against its primary key and status, so that the work
- * is bounded by n whatever the table's size or statistics: the checks are
- * written as function calls, so that no index (the primary key for a full
- * scan, a partial index on status) can stand in for the TID scan.  A row updated
- * since it was claimed (moved by a user's UPDATE or a VACUUM FULL) is not
- * found: its delivery stays pending and is sent again (at least once).
+ * Record the verdicts on n deliveries, in the caller's transaction: row by
+ * row without a statement (RecordByTid), or else with one statement.
+ * Either way each row is found where the claim read it (tids[]; in the
+ * statement, a TID scan) and checked against its primary key and status,
+ * so that the work is bounded by n whatever the table's size or
+ * statistics: the statement's checks are written as function calls, so
+ * that no index (the primary key for a full scan, a partial index on
+ * status) can stand in for the TID scan.  A row updated since it was
+ * claimed (moved by a user's UPDATE or a VACUUM FULL) is not found: its
+ * delivery stays pending and is sent again (at least once).
  */
 void
 OutboxRecordVerdicts(int n, const char *const *profile_ids,

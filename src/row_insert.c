@@ -516,10 +516,10 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
  * new version, its index entries, its foreign key's trigger) is the same
  * either way.
  *
- * RowUpdateStore does not wait for another version: a row updated or
- * deleted by another transaction since it was fetched (its update waits
- * for that transaction to end first) is left alone, as the statement's
- * recheck of "ctid = its TID" on the newer version would leave it.
+ * RowUpdateStore does not follow a row to a newer version: a row updated
+ * or deleted by another transaction since it was fetched (the update
+ * waits for that transaction to end first) is left alone, as the
+ * statement's recheck of "ctid = its TID" on the newer version left it.
  */
 struct RowUpdate
 {
