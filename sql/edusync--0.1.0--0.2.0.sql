@@ -212,3 +212,14 @@ COMMENT ON VIEW edusync.delivery_queue IS
 
 -- when each delivery was last sent (NULL: never)
 ALTER TABLE edusync.deliveries ADD COLUMN last_attempt_at pg_catalog.timestamptz;
+
+-- Both primary keys lead with the uuid (see edusync--0.2.0.sql): the same
+-- keys, their indexes built again (a table's size of work, under an
+-- ACCESS EXCLUSIVE lock until the update commits).
+ALTER TABLE edusync.deliveries DROP CONSTRAINT deliveries_profile_id_error_id_fkey;
+ALTER TABLE edusync.deliveries DROP CONSTRAINT deliveries_pkey;
+ALTER TABLE edusync.sync_errors DROP CONSTRAINT sync_errors_pkey;
+ALTER TABLE edusync.sync_errors ADD PRIMARY KEY (id, profile_id);
+ALTER TABLE edusync.deliveries ADD PRIMARY KEY (error_id, profile_id);
+ALTER TABLE edusync.deliveries ADD FOREIGN KEY (profile_id, error_id)
+	REFERENCES edusync.sync_errors (profile_id, id) ON DELETE CASCADE;

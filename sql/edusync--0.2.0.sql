@@ -134,7 +134,11 @@ CREATE TABLE edusync.sync_errors (
 	recorded_date_time		pg_catalog.timestamptz NOT NULL,
 	reportable_identifier	pg_catalog.text,
 	created_at				pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	PRIMARY KEY (profile_id, id)
+	-- The random uuid first: two keys of one profile differ in their first
+	-- column, so that a lookup or an insert compares uuids (16 bytes each)
+	-- without a text comparison of the profile first.  A profile's errors
+	-- are found by sync_errors_list_idx.
+	PRIMARY KEY (id, profile_id)
 );
 COMMENT ON TABLE edusync.sync_errors IS
 	'One row per synchronization error, written by edusync.create_sync_error';
@@ -165,7 +169,8 @@ CREATE TABLE edusync.deliveries (
 	delivered_at	pg_catalog.timestamptz,
 	created_at		pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	last_attempt_at pg_catalog.timestamptz,
-	PRIMARY KEY (profile_id, error_id),
+	-- (the uuid first, as in sync_errors)
+	PRIMARY KEY (error_id, profile_id),
 	FOREIGN KEY (profile_id, error_id)
 		REFERENCES edusync.sync_errors (profile_id, id) ON DELETE CASCADE
 );
