@@ -168,6 +168,51 @@ RowTableOid(const char *relname)
 	return relid;
 }
 
+/* May the current user read and update rel (relid)? */
+static bool
+RowMayUpdate(Oid relid)
+{
+	/* one privilege a call: several bits pass when any one is held */
+	return pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) == ACLCHECK_OK;
+}
+
+/*
+ * An executor state for rel alone, as logical replication's apply makes
+ * one, with rel's result relation info (its indexes open) in *rri.
+ */
+static EState *
+RowExecutorBegin(Relation rel, ResultRelInfo **rri)
+{
+	EState	   *estate = CreateExecutorState();
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	EdusyncInitRangeTable(estate, rte);
+	*rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(*rri, rel, 1, NULL, 0);
+	estate->es_opened_result_relations =
+		lappend(estate->es_opened_result_relations, *rri);
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ExecOpenIndices(*rri, false);
+	return estate;
+}
+
+/* Free what RowExecutorBegin made, and close rel (its lock is kept). */
+static void
+RowExecutorEnd(EState *estate, ResultRelInfo *rri)
+{
+	Relation	rel = rri->ri_RelationDesc;
+
+	ExecCloseIndices(rri);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
+}
+
 /*
  * Is constraint conoid of rel a foreign key from rel's first nkeys columns
  * to the first nkeys columns of refid?
@@ -380,8 +425,7 @@ RowLockKey(const char *relname, const char *key)
 	if (rel->rd_rel->relkind == RELKIND_RELATION &&
 		!rel->rd_rel->relrowsecurity && OidIsValid(idxid) &&
 		TupleDescAttr(RelationGetDescr(rel), 0)->atttypid == TEXTOID &&
-		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
-		pg_class_aclcheck(relid, GetUserId(), ACL_UPDATE) == ACLCHECK_OK)
+		RowMayUpdate(relid))
 		idxrel = index_open(idxid, AccessShareLock);
 	/* a btree on the first column alone, whose equality is text's */
 	if (idxrel != NULL && idxrel->rd_rel->relam == BTREE_AM_OID &&
@@ -439,7 +483,6 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 	Oid			relid = RowTableOid(relname);
 	Relation	rel;
 	EState	   *estate;
-	RangeTblEntry *rte;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
 	bool		check_held;
@@ -454,20 +497,7 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 		return false;
 	}
 
-	/* an executor state for this one table, as logical replication's */
-	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = relid;
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	EdusyncInitRangeTable(estate, rte);
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	estate->es_opened_result_relations =
-		lappend(estate->es_opened_result_relations, rri);
-	estate->es_output_cid = GetCurrentCommandId(true);
-	ExecOpenIndices(rri, false);
+	estate = RowExecutorBegin(rel, &rri);
 	check_held = ref != NULL && ReferenceHeld(rel, ref, values, isnull);
 	if (check_held)
 		rri->ri_TrigDesc = NULL;	/* its triggers, the checks, would pass */
@@ -487,11 +517,7 @@ RowInsert(const char *relname, const RowColumn *columns, int ncolumns,
 	ExecSimpleRelationInsert(rri, estate, slot);
 	AfterTriggerEndQuery(estate);
 	ItemPointerCopy(&slot->tts_tid, inserted_at);
-
-	ExecCloseIndices(rri);
-	ExecResetTupleTable(estate->es_tupleTable, false);
-	FreeExecutorState(estate);
-	table_close(rel, NoLock);
+	RowExecutorEnd(estate, rri);
 
 	/* what follows sees the row, as after a statement run by SPI */
 	CommandCounterIncrement();
@@ -567,27 +593,17 @@ RowUpdatable(Relation rel, const RowColumn *columns, int ncolumns,
 	}
 	for (int i = 0; i < ncolumns; i++)
 	{
-		AttrNumber	attnum = InvalidAttrNumber;
+		AttrNumber	attnum = attnameAttNum(rel, columns[i].name, false);
+		Oid			type;
 
-		for (int a = 0; a < desc->natts; a++)
-		{
-			Form_pg_attribute att = TupleDescAttr(desc, a);
-
-			if (!att->attisdropped &&
-				strcmp(NameStr(att->attname), columns[i].name) == 0 &&
-				(att->atttypid == columns[i].type ||
-				 getBaseType(att->atttypid) == columns[i].type))
-				attnum = att->attnum;
-		}
-		if (attnum == InvalidAttrNumber)
+		if (attnum <= 0)
+			return false;
+		type = TupleDescAttr(desc, attnum - 1)->atttypid;
+		if (type != columns[i].type && getBaseType(type) != columns[i].type)
 			return false;
 		attnums[i] = attnum;
 	}
-	/* (one privilege a call: several bits pass when any one is held) */
-	return pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
-							 ACL_SELECT) == ACLCHECK_OK &&
-		pg_class_aclcheck(RelationGetRelid(rel), GetUserId(),
-						  ACL_UPDATE) == ACLCHECK_OK;
+	return RowMayUpdate(RelationGetRelid(rel));
 }
 
 /*
@@ -602,7 +618,6 @@ RowUpdateBegin(const char *relname, const RowColumn *columns, int ncolumns)
 	Oid			relid = RowTableOid(relname);
 	Relation	rel;
 	RowUpdate  *u;
-	RangeTblEntry *rte;
 
 	if (!OidIsValid(relid) || XactReadOnly)
 		return NULL;
@@ -623,20 +638,8 @@ RowUpdateBegin(const char *relname, const RowColumn *columns, int ncolumns)
 	u->snapshot = GetActiveSnapshot();
 	u->nblocks = RelationGetNumberOfBlocks(rel);
 
-	u->estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = relid;
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	EdusyncInitRangeTable(u->estate, rte);
-	u->rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(u->rri, rel, 1, NULL, 0);
-	u->estate->es_opened_result_relations =
-		lappend(u->estate->es_opened_result_relations, u->rri);
-	u->estate->es_output_cid = GetCurrentCommandId(true);
+	u->estate = RowExecutorBegin(rel, &u->rri);
 	u->estate->es_snapshot = u->snapshot;
-	ExecOpenIndices(u->rri, false);
 	u->oldslot = table_slot_create(rel, &u->estate->es_tupleTable);
 	u->newslot = ExecInitExtraTupleSlot(u->estate, RelationGetDescr(rel),
 										&TTSOpsVirtual);
@@ -735,10 +738,7 @@ RowUpdateEnd(RowUpdate *u)
 	elog(DEBUG2, "updated %d row%s of edusync.%s without a statement",
 		 u->updated, u->updated == 1 ? "" : "s",
 		 RelationGetRelationName(u->rel));
-	ExecCloseIndices(u->rri);
-	ExecResetTupleTable(u->estate->es_tupleTable, false);
-	FreeExecutorState(u->estate);
-	table_close(u->rel, NoLock);
+	RowExecutorEnd(u->estate, u->rri);
 	PopActiveSnapshot();
 	/* what follows sees the rows, as after a statement run by SPI */
 	CommandCounterIncrement();
