@@ -523,10 +523,8 @@ OutboxRecordVerdicts(int n, const char *const *profile_ids,
 		cols[2][m] = CStringGetTextDatum(v->status);
 		cols[3][m] = Int32GetDatum((int32) v->last_status);
 		colnulls[3][m] = !(v->last_status > 0);
-		cols[4][m] = v->last_error ? CStringGetTextDatum(v->last_error) : (Datum) 0;
-		colnulls[4][m] = (v->last_error == NULL);
-		cols[5][m] = v->remote_id ? CStringGetTextDatum(v->remote_id) : (Datum) 0;
-		colnulls[5][m] = (v->remote_id == NULL);
+		cols[4][m] = OptionalText(v->last_error, &colnulls[4][m]);
+		cols[5][m] = OptionalText(v->remote_id, &colnulls[5][m]);
 		cols[6][m] = Float8GetDatum((double) v->delay_ms);
 		cols[7][m] = PointerGetDatum(&tids[i]);
 		m++;
